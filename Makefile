@@ -1,0 +1,48 @@
+# ledgerstream — `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
+
+install: ## create .venv and install the project with its test dependencies (idempotent)
+	@PYTHON=$(PYTHON) scripts/bootstrap
+
+demo: install ## the main job: start the local stack, run the slice end to end, print what NetSuite got
+	$(BIN)/ledgerstream demo
+
+test: install ## run every test (starts the local stack for the integration tests, stops it after)
+	$(BIN)/pytest
+
+test-unit: install ## unit and contract tests only (no servers)
+	$(BIN)/pytest tests/unit tests/contract
+
+lint: install ## ruff and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy ledgerstream producers processors sinks
+
+stack-up: install ## start Kafka, Apicurio Registry and stripe-mock (fetched and cached on first use)
+	$(BIN)/ledgerstream stack up
+
+stack-down: install ## stop what stack-up started
+	$(BIN)/ledgerstream stack down
+
+stack-status: install ## each server of the stack and its version
+	$(BIN)/ledgerstream stack status
+
+docker-up: ## the same stack with Docker (where a Docker engine exists)
+	docker compose -f docker-compose.kafka.yml up -d --wait
+
+docker-down: ## stop the Docker stack
+	docker compose -f docker-compose.kafka.yml down -v
+
+clean: ## remove the virtualenv and the stack's state (not the download cache)
+	-$(BIN)/ledgerstream stack down
+	rm -rf $(VENV) .stack .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+.PHONY: help install demo test test-unit lint stack-up stack-down stack-status docker-up docker-down clean

@@ -1,0 +1,177 @@
+"""Run the whole pipeline as separate processes (the demo and the end-to-end tests use this).
+
+Each component runs through the real command line, with its settings in the environment,
+exactly as an operator would run it; logs go to one directory per run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from ledgerstream.stack import url_of_stripe_mock
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Pipeline:
+    """One isolated pipeline: its own topic prefix, consumer groups, ports and emulator data."""
+
+    run_dir: Path
+    name: str = field(default_factory=lambda: "run" + secrets.token_hex(4))
+    extra_env: dict[str, str] = field(default_factory=dict)
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.webhook_port = free_port()
+        self.emulator_port = free_port()
+        self.worker_port = free_port()
+        self.webhook_secret = "whsec_" + secrets.token_hex(16)
+        # generated per run: the emulator accepts exactly the sink's credentials
+        self.netsuite = {
+            "LEDGER_NETSUITE_ACCOUNT_ID": "TSTDRV" + secrets.token_hex(3).upper() + "_SB1",
+            "LEDGER_NETSUITE_CONSUMER_KEY": secrets.token_hex(32),
+            "LEDGER_NETSUITE_CONSUMER_SECRET": secrets.token_hex(32),
+            "LEDGER_NETSUITE_TOKEN_ID": secrets.token_hex(32),
+            "LEDGER_NETSUITE_TOKEN_SECRET": secrets.token_hex(32),
+        }
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.name}."
+
+    @property
+    def webhook_url(self) -> str:
+        return f"http://127.0.0.1:{self.webhook_port}/webhooks/stripe"
+
+    @property
+    def emulator_url(self) -> str:
+        return f"http://127.0.0.1:{self.emulator_port}"
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.netsuite)
+        env.update(
+            {
+                "LEDGER_TOPIC_PREFIX": self.prefix,
+                "LEDGER_APP_ID": f"{self.name}-processor",
+                "LEDGER_SINK_GROUP_ID": f"{self.name}-netsuite-sink",
+                "LEDGER_METADATA_GROUP_ID": f"{self.name}-stripe-metadata",
+                "LEDGER_PROCESSOR_DATA_DIR": str(self.run_dir / "faust"),
+                "LEDGER_NETSUITE_BASE_URL": self.emulator_url,
+                "LEDGER_STRIPE_WEBHOOK_SECRETS": self.webhook_secret,
+                "LEDGER_WEBHOOK_PORT": str(self.webhook_port),
+                "LEDGER_EMULATOR_PORT": str(self.emulator_port),
+                "LEDGER_EMULATOR_DATA": str(self.run_dir / "netsuite.sqlite"),
+                "LEDGER_WORKER_WEB_PORT": str(self.worker_port),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.setdefault("LEDGER_STRIPE_API_BASE", url_of_stripe_mock())
+        env.update(self.extra_env)
+        return env
+
+    def cli(self, *args: str, timeout: float = 120) -> str:
+        out = subprocess.run(
+            [sys.executable, "-m", "ledgerstream.cli", *args],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"ledgerstream {' '.join(args)} failed:\n{out.stdout}{out.stderr}")
+        return out.stdout
+
+    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        log = open(self.run_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the process
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ledgerstream.cli", *args],
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.procs[name] = proc
+        return proc
+
+    def start_all(self) -> None:
+        self.cli("topics")
+        self.start("emulator", "emulator", "netsuite")
+        self.start("webhook", "producer", "webhook")
+        self.start("processor", "processor", "worker")
+        self.start("sink", "sink", "netsuite")
+        self.start("metadata", "sink", "stripe-metadata")
+        self.wait_http(f"http://127.0.0.1:{self.webhook_port}/readyz", "webhook")
+        self.wait_http(f"{self.emulator_url}/_emulator/records", "emulator")
+
+    def wait_http(self, url: str, name: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_alive()
+            try:
+                if requests.get(url, timeout=2).ok:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.3)
+        raise TimeoutError(f"{name} did not answer at {url}; see {self.run_dir}/{name}.log")
+
+    def check_alive(self) -> None:
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                tail = (self.run_dir / f"{name}.log").read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{tail}")
+
+    def records(self, rtype: str | None = None) -> list[dict[str, Any]]:
+        params = {"type": rtype} if rtype else {}
+        resp = requests.get(f"{self.emulator_url}/_emulator/records", params=params, timeout=10)
+        resp.raise_for_status()
+        return list(json.loads(resp.text, parse_float=Decimal)["records"])
+
+    def wait_for_records(self, want: dict[str, int], timeout: float = 180) -> list[dict[str, Any]]:
+        """Wait until the emulator holds at least ``want[type]`` records of each type."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.check_alive()
+            records = self.records()
+            have = {t: sum(1 for r in records if r["type"] == t) for t in want}
+            if all(have[t] >= n for t, n in want.items()):
+                return records
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"emulator holds {have}, wanted {want}; logs in {self.run_dir}")
+            time.sleep(0.5)
+
+    def log(self, name: str) -> str:
+        return (self.run_dir / f"{name}.log").read_text(errors="replace")
+
+    def stop(self, timeout: float = 30) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for proc in self.procs.values():
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()

@@ -1,0 +1,573 @@
+"""The embedded local stack: a real Apache Kafka broker, Apicurio Registry and stripe-mock.
+
+No Docker: the servers come from the registries this machine reaches. Kafka's broker and
+Apicurio are Maven Central artifacts (collected with Maven into a cache directory), stripe-mock
+is built with ``go install``. Downloads are cached (``LEDGER_STACK_CACHE_DIR``, default
+``~/.cache/ledgerstream``); logs, pid files and data live in one state directory
+(``LEDGER_STACK_STATE_DIR``, default ``.stack/`` in the checkout).
+
+A server whose address is given in the environment (``KAFKA_BOOTSTRAP_SERVERS``,
+``SCHEMA_REGISTRY_URL``, ``STRIPE_MOCK_URL``) is external: it is checked, never started or
+stopped. ``down`` stops exactly the processes whose pid files ``up`` wrote, after checking that
+each pid still runs the command we started.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tarfile
+import textwrap
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from ledgerstream import settings
+
+LOG4J_VERSION = "2.24.3"
+
+
+class StackError(RuntimeError):
+    pass
+
+
+def _run(cmd: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None) -> None:
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = (proc.stdout + proc.stderr)[-4000:]
+        raise StackError(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{tail}")
+
+
+def _port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def _wait(check: Callable[[], str | None], timeout: float, what: str, log: Path | None) -> str:
+    """Poll ``check`` until it returns a description (ready) or time runs out."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+        except Exception as exc:  # noqa: BLE001 - any failure just means "not ready yet"
+            last_error = exc
+        time.sleep(0.5)
+    tail = ""
+    if log and log.exists():
+        tail = (
+            "\n--- last lines of "
+            + str(log)
+            + " ---\n"
+            + "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+        )
+    raise StackError(f"{what} not ready after {timeout:.0f}s (last error: {last_error}){tail}")
+
+
+@dataclass
+class Server:
+    """One server of the stack: how to fetch it, start it, and tell that it is ready."""
+
+    name: str
+    cfg: settings.StackSettings
+
+    external_env: tuple[str, ...] = ()
+
+    @property
+    def state(self) -> Path:
+        return self.cfg.stack_state_dir / self.name
+
+    @property
+    def pid_file(self) -> Path:
+        return self.state / "pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.state / "server.log"
+
+    def external(self) -> bool:
+        return any(os.environ.get(var) for var in self.external_env)
+
+    # -- to be provided by each server
+    def fetch(self) -> None:
+        raise NotImplementedError
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def prepare(self) -> None:
+        """Create configuration and data directories before the first start."""
+
+    def probe(self) -> str:
+        """A real round trip; returns a one-line description (with version) or raises."""
+        raise NotImplementedError
+
+    ports: tuple[int, ...] = ()
+    ready_timeout: float = 120.0
+
+    # -- shared behaviour
+    def pid(self) -> int | None:
+        """The pid we started, if that process is still running our command."""
+        try:
+            pid = int(self.pid_file.read_text().split()[0])
+        except (FileNotFoundError, ValueError, IndexError):
+            return None
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except FileNotFoundError:
+            return None
+        marker = self.pid_file.read_text().split(maxsplit=1)[1:] or [""]
+        return pid if marker[0].strip() in cmdline else None
+
+    def start(self) -> bool:
+        """Start unless already running; return True if this call started it."""
+        if self.external():
+            return False
+        if self.pid() is not None:
+            return False
+        busy = [p for p in self.ports if _port_open(p)]
+        if busy:
+            raise StackError(
+                f"{self.name}: port(s) {busy} already in use by a process this stack did not "
+                f"start; stop it or point the environment at it ({', '.join(self.external_env)})"
+            )
+        self.fetch()
+        self.state.mkdir(parents=True, exist_ok=True)
+        self.prepare()
+        cmd = self.command()
+        with open(self.log_file, "ab") as log:
+            proc = subprocess.Popen(
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=self.state,
+            )
+        # the marker lets `down` check that the pid was not reused by another program
+        self.pid_file.write_text(f"{proc.pid} {self.marker()}\n")
+        return True
+
+    def marker(self) -> str:
+        return str(self.state)
+
+    def wait_ready(self) -> str:
+        def check() -> str | None:
+            if not self.external() and self.pid() is None:
+                raise StackError(f"{self.name} exited; see {self.log_file}")
+            return self.probe()
+
+        return _wait(check, self.ready_timeout, self.name, self.log_file)
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+            if _zombie(pid):
+                break
+            time.sleep(0.2)
+        if Path(f"/proc/{pid}").exists() and not _zombie(pid):
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
+    except (FileNotFoundError, IndexError):
+        return True
+
+
+def _java_major(java: Path) -> int:
+    release = java.parent.parent / "release"
+    try:
+        for line in release.read_text().splitlines():
+            if line.startswith("JAVA_VERSION="):
+                return int(line.split("=", 1)[1].strip('"').split(".")[0])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def find_java(minimum: int) -> str:
+    """A ``java`` of at least ``minimum``: $LEDGER_JAVA_HOME, $JAVA_HOME, PATH, /usr/lib/jvm/*."""
+    candidates = [
+        Path(home) / "bin" / "java"
+        for home in (os.environ.get("LEDGER_JAVA_HOME"), os.environ.get("JAVA_HOME"))
+        if home
+    ]
+    on_path = shutil.which("java")
+    if on_path:
+        candidates.append(Path(on_path).resolve())
+    candidates += sorted(Path("/usr/lib/jvm").glob("*/bin/java"), reverse=True)
+    for java in candidates:
+        if java.exists() and _java_major(java) >= minimum:
+            return str(java)
+    raise StackError(
+        f"a Java {minimum}+ runtime is needed (found: {[str(c) for c in candidates]}); "
+        "set LEDGER_JAVA_HOME"
+    )
+
+
+def _maven(args: list[str], cwd: Path) -> None:
+    if not shutil.which("mvn"):
+        raise StackError("Maven (mvn) is required to fetch the Kafka and Apicurio artifacts")
+    _run(["mvn", "-B", "-q", *args], cwd=cwd)
+
+
+class Kafka(Server):
+    external_env = ("KAFKA_BOOTSTRAP_SERVERS", "LEDGER_KAFKA_BOOTSTRAP_SERVERS")
+
+    def __init__(self, cfg: settings.StackSettings):
+        super().__init__("kafka", cfg)
+        self.ports = (cfg.kafka_port, cfg.kafka_controller_port)
+        self.home = cfg.stack_cache_dir / f"kafka_2.13-{cfg.kafka_version}"
+
+    def fetch(self) -> None:
+        libs = self.home / "libs"
+        if (self.home / ".complete").exists():
+            return
+        self.home.mkdir(parents=True, exist_ok=True)
+        pom = f"""\
+            <project xmlns="http://maven.apache.org/POM/4.0.0">
+              <modelVersion>4.0.0</modelVersion>
+              <groupId>ledgerstream.local</groupId>
+              <artifactId>kafka-broker-classpath</artifactId>
+              <version>1</version>
+              <dependencies>
+                <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId>
+                  <version>{self.cfg.kafka_version}</version></dependency>
+                <dependency><groupId>org.apache.logging.log4j</groupId>
+                  <artifactId>log4j-api</artifactId><version>{LOG4J_VERSION}</version></dependency>
+                <dependency><groupId>org.apache.logging.log4j</groupId>
+                  <artifactId>log4j-core</artifactId><version>{LOG4J_VERSION}</version></dependency>
+                <dependency><groupId>org.apache.logging.log4j</groupId>
+                  <artifactId>log4j-slf4j-impl</artifactId><version>{LOG4J_VERSION}</version>
+                </dependency>
+              </dependencies>
+            </project>"""
+        (self.home / "pom.xml").write_text(textwrap.dedent(pom))
+        _maven(
+            [
+                "org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy-dependencies",
+                f"-DoutputDirectory={libs}",
+                "-DincludeScope=runtime",
+            ],
+            cwd=self.home,
+        )
+        (self.home / ".complete").write_text(self.cfg.kafka_version)
+
+    def _java(self, main: str, *args: str, heap: str = "-Xmx512m") -> list[str]:
+        return [
+            "java",
+            "-Xms256m",
+            heap,
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.state / 'log4j2.properties'}",
+            "-cp",
+            str(self.home / "libs" / "*"),
+            main,
+            *args,
+        ]
+
+    def prepare(self) -> None:
+        data = self.state / "data"
+        props = self.state / "server.properties"
+        cfg = self.cfg
+        props.write_text(
+            textwrap.dedent(
+                f"""\
+                process.roles=broker,controller
+                node.id=1
+                controller.quorum.voters=1@127.0.0.1:{cfg.kafka_controller_port}
+                listeners=PLAINTEXT://127.0.0.1:{cfg.kafka_port},CONTROLLER://127.0.0.1:{cfg.kafka_controller_port}
+                advertised.listeners=PLAINTEXT://127.0.0.1:{cfg.kafka_port}
+                controller.listener.names=CONTROLLER
+                inter.broker.listener.name=PLAINTEXT
+                listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+                log.dirs={data}
+                num.partitions=3
+                offsets.topic.replication.factor=1
+                offsets.topic.num.partitions=10
+                transaction.state.log.replication.factor=1
+                transaction.state.log.min.isr=1
+                share.coordinator.state.topic.replication.factor=1
+                share.coordinator.state.topic.min.isr=1
+                group.initial.rebalance.delay.ms=0
+                auto.create.topics.enable=true
+                log.retention.hours=-1
+                """
+            )
+        )
+        (self.state / "log4j2.properties").write_text(
+            textwrap.dedent(
+                """\
+                status = warn
+                appender.out.type = Console
+                appender.out.name = OUT
+                appender.out.layout.type = PatternLayout
+                appender.out.layout.pattern = [%d] %p %m (%c)%n
+                rootLogger.level = INFO
+                rootLogger.appenderRef.out.ref = OUT
+                logger.kafka.name = kafka
+                logger.kafka.level = WARN
+                logger.state.name = state.change.logger
+                logger.state.level = WARN
+                logger.apache.name = org.apache.kafka
+                logger.apache.level = WARN
+                """
+            )
+        )
+        if not (data / "meta.properties").exists():
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            _run(
+                self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)),
+                cwd=self.state,
+            )
+
+    def command(self) -> list[str]:
+        return self._java("kafka.Kafka", str(self.state / "server.properties"))
+
+    def version(self) -> str:
+        if self.external():
+            return "external"
+        return f"Apache Kafka {self.cfg.kafka_version}"
+
+    def probe(self) -> str:
+        from confluent_kafka.admin import AdminClient
+
+        conf = settings.kafka().client_config()
+        admin = AdminClient({**conf, "log_level": 0})  # "connection refused" is expected here
+        md = admin.list_topics(timeout=5)
+        if not md.brokers:
+            raise StackError("no broker in metadata")
+        return (
+            f"{self.version()} at {conf['bootstrap.servers']}, cluster {md.cluster_id}, "
+            f"{len(md.brokers)} broker(s), {len(md.topics)} topic(s)"
+        )
+
+
+class Registry(Server):
+    external_env = ("SCHEMA_REGISTRY_URL", "LEDGER_SCHEMA_REGISTRY_URL")
+    ready_timeout = 180.0
+
+    def __init__(self, cfg: settings.StackSettings):
+        super().__init__("registry", cfg)
+        self.ports = (cfg.registry_port, cfg.registry_management_port)
+        self.home = cfg.stack_cache_dir / f"apicurio-registry-{cfg.apicurio_version}"
+
+    def fetch(self) -> None:
+        if (self.home / ".complete").exists():
+            return
+        self.home.mkdir(parents=True, exist_ok=True)
+        artifact = f"io.apicurio:apicurio-registry-app:{self.cfg.apicurio_version}:tar.gz:all"
+        _maven(
+            [
+                "org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy",
+                f"-Dartifact={artifact}",
+                f"-DoutputDirectory={self.home}",
+            ],
+            cwd=self.home,
+        )
+        archive = next(self.home.glob("*.tar.gz"))
+        with tarfile.open(archive) as tar:
+            tar.extractall(self.home / "app", filter="data")
+        archive.unlink()
+        (self.home / ".complete").write_text(self.cfg.apicurio_version)
+
+    def command(self) -> list[str]:
+        jar = next((self.home / "app").rglob("quarkus-run.jar"))
+        db = self.state / "db" / "registry"
+        return [
+            find_java(21),  # Apicurio 3.3 is built for Java 21
+            "-Xms128m",
+            "-Xmx384m",
+            "-Dquarkus.http.host=127.0.0.1",
+            f"-Dquarkus.http.port={self.cfg.registry_port}",
+            "-Dquarkus.management.host=127.0.0.1",
+            f"-Dquarkus.management.port={self.cfg.registry_management_port}",
+            # file-backed H2: schemas survive a restart, like the records that reference them
+            "-Dapicurio.storage.kind=sql",
+            "-Dapicurio.storage.sql.kind=h2",
+            f"-Dapicurio.datasource.url=jdbc:h2:file:{db};DB_CLOSE_ON_EXIT=FALSE",
+            "-Dapicurio.datasource.username=sa",
+            "-Dapicurio.datasource.password=sa",
+            "-Dquarkus.log.level=WARN",
+            '-Dquarkus.log.category."io.apicurio".level=INFO',
+            "-jar",
+            str(jar),
+        ]
+
+    def base_url(self) -> str:
+        url = settings.kafka().schema_registry_url
+        return url.split("/apis/")[0]
+
+    def probe(self) -> str:
+        url = settings.kafka().schema_registry_url
+        requests.get(f"{url}/subjects", timeout=5).raise_for_status()
+        info = requests.get(f"{self.base_url()}/apis/registry/v3/system/info", timeout=5)
+        name = "schema registry"
+        if info.ok:
+            body = info.json()
+            name = f"{body.get('name', 'Apicurio Registry')} {body.get('version', '')}".strip()
+        return f"{name} at {url}"
+
+
+class StripeMock(Server):
+    external_env = ("STRIPE_MOCK_URL", "LEDGER_STRIPE_MOCK_URL")
+
+    def __init__(self, cfg: settings.StackSettings):
+        super().__init__("stripe-mock", cfg)
+        self.ports = (cfg.stripe_mock_port, cfg.stripe_mock_https_port)
+        self.bin_dir = cfg.stack_cache_dir / f"stripe-mock-{cfg.stripe_mock_version}"
+
+    @property
+    def binary(self) -> Path:
+        return self.bin_dir / "stripe-mock"
+
+    def fetch(self) -> None:
+        if self.binary.exists():
+            return
+        if not shutil.which("go"):
+            raise StackError("Go is required to build stripe-mock (go install)")
+        self.bin_dir.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, GOBIN=str(self.bin_dir), CGO_ENABLED="0")
+        _run(
+            ["go", "install", f"github.com/stripe/stripe-mock@{self.cfg.stripe_mock_version}"],
+            env=env,
+        )
+
+    def marker(self) -> str:
+        return f"{self.binary} -http-addr 127.0.0.1:{self.cfg.stripe_mock_port}"
+
+    def command(self) -> list[str]:
+        return [
+            str(self.binary),
+            "-http-addr",
+            f"127.0.0.1:{self.cfg.stripe_mock_port}",
+            "-https-addr",
+            f"127.0.0.1:{self.cfg.stripe_mock_https_port}",
+        ]
+
+    def probe(self) -> str:
+        url = url_of_stripe_mock()
+        resp = requests.get(
+            f"{url}/v1/customers", headers={"Authorization": "Bearer sk_test_123"}, timeout=5
+        )
+        resp.raise_for_status()
+        version = "external" if self.external() else self.cfg.stripe_mock_version
+        return f"stripe-mock {version} at {url}"
+
+
+def url_of_stripe_mock() -> str:
+    return (
+        os.environ.get("LEDGER_STRIPE_MOCK_URL")
+        or os.environ.get("STRIPE_MOCK_URL")
+        or f"http://127.0.0.1:{settings.stack().stripe_mock_port}"
+    )
+
+
+def servers(cfg: settings.StackSettings | None = None) -> list[Server]:
+    cfg = cfg or settings.stack()
+    return [Kafka(cfg), Registry(cfg), StripeMock(cfg)]
+
+
+def up(echo: Callable[[str], None] = print) -> list[str]:
+    """Fetch (cached), start and wait for every server; return the names this call started."""
+    started: list[str] = []
+    stack = servers()
+    try:
+        for server in stack:
+            if server.external():
+                echo(f"{server.name}: external, not started")
+                continue
+            if server.pid() is not None:
+                echo(f"{server.name}: already running (pid {server.pid()})")
+                continue
+            echo(f"{server.name}: fetching (cached after the first time) and starting ...")
+            if server.start():
+                started.append(server.name)
+        for server in stack:
+            echo(f"{server.name}: ready: {server.wait_ready()}")
+    except BaseException:
+        for server in stack:
+            if server.name in started:
+                server.stop()
+        raise
+    _write_started(started)
+    return started
+
+
+def _write_started(started: list[str]) -> None:
+    state = settings.stack().stack_state_dir
+    state.mkdir(parents=True, exist_ok=True)
+    (state / "started.json").write_text(json.dumps(started))
+
+
+def down(only: list[str] | None = None, echo: Callable[[str], None] = print) -> list[str]:
+    """Stop our servers; return the command lines of any of our processes still running."""
+    for server in reversed(servers()):
+        if only is not None and server.name not in only:
+            continue
+        if server.stop():
+            echo(f"{server.name}: stopped")
+        else:
+            echo(f"{server.name}: not running (nothing of ours to stop)")
+    if only is not None:
+        return []
+    return leftovers()
+
+
+def leftovers() -> list[str]:
+    """Processes whose command line names this stack's state directory or server binaries."""
+    markers = [server.marker() for server in servers()]
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if any(marker in cmdline for marker in markers) and not _zombie(int(proc.name)):
+            found.append(f"{proc.name}: {cmdline[:160]}")
+    return found
+
+
+def status() -> list[tuple[str, bool, str]]:
+    rows = []
+    for server in servers():
+        pid = server.pid()
+        where = "external" if server.external() else (f"pid {pid}" if pid else "not running")
+        try:
+            detail = server.probe()
+            ok = True
+        except Exception as exc:  # noqa: BLE001 - status reports, it does not fail
+            detail = f"not answering ({type(exc).__name__})"
+            ok = False
+        rows.append((server.name, ok, f"{where}: {detail}"))
+    return rows

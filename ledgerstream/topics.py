@@ -1,0 +1,81 @@
+"""Topic names, their schemas and keys, and idempotent creation.
+
+Receivables topics (customer, invoice, charge, …) are keyed by the Stripe **customer id** so that
+a customer's invoices, charges, refunds and disputes share a partition and the processors can
+join them by local table lookups; an object with no customer is keyed by its own id.
+Commands are keyed ``<record_type>/<external_id>`` so writes to one NetSuite record stay in
+order. The back-reference topic is compacted on the same key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from ledgerstream import settings
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    schema: str | None  # schemas/<schema>.avsc; None for raw bytes (dead letters)
+    compacted: bool = False
+
+
+STRIPE_CUSTOMER = TopicSpec("stripe.customer", "stripe_customer")
+STRIPE_INVOICE = TopicSpec("stripe.invoice", "stripe_invoice")
+STRIPE_CHARGE = TopicSpec("stripe.charge", "stripe_charge")
+NETSUITE_COMMANDS = TopicSpec("netsuite.commands", "netsuite_command")
+NETSUITE_BACKREFS = TopicSpec("netsuite.backrefs", "netsuite_backref", compacted=True)
+
+STRIPE_TOPICS = (STRIPE_CUSTOMER, STRIPE_INVOICE, STRIPE_CHARGE)
+ALL = (*STRIPE_TOPICS, NETSUITE_COMMANDS, NETSUITE_BACKREFS)
+
+
+def name(spec: TopicSpec) -> str:
+    return settings.kafka().topic(spec.name)
+
+
+def dlq_name(spec: TopicSpec) -> str:
+    return name(spec) + ".dlq"
+
+
+def admin() -> AdminClient:
+    return AdminClient(settings.kafka().client_config())
+
+
+def ensure_all(specs: tuple[TopicSpec, ...] = ALL) -> list[str]:
+    """Create missing topics (and their dead-letter topics); return one line per topic."""
+    cfg = settings.kafka()
+    client = admin()
+    existing = set(client.list_topics(timeout=10).topics)
+    wanted: list[NewTopic] = []
+    for spec in specs:
+        config = {"cleanup.policy": "compact"} if spec.compacted else {}
+        for topic, conf in ((name(spec), config), (dlq_name(spec), {})):
+            if topic not in existing:
+                wanted.append(
+                    NewTopic(
+                        topic,
+                        num_partitions=cfg.topic_partitions,
+                        replication_factor=cfg.topic_replication_factor,
+                        config=conf,
+                    )
+                )
+    lines = []
+    if wanted:
+        for topic, future in client.create_topics(wanted, operation_timeout=30).items():
+            try:
+                future.result()
+                lines.append(f"created {topic}")
+            except Exception as exc:  # already exists (a concurrent creator) is fine
+                if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                    raise
+                lines.append(f"exists  {topic}")
+    created = {t.topic for t in wanted}
+    for spec in specs:
+        for topic in (name(spec), dlq_name(spec)):
+            if topic not in created:
+                lines.append(f"exists  {topic}")
+    return lines

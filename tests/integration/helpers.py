@@ -1,0 +1,120 @@
+"""Helpers for integration tests: a recording proxy in front of stripe-mock, Kafka offsets."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import requests
+from confluent_kafka import Consumer, TopicPartition
+
+from ledgerstream import settings
+
+
+@dataclass
+class Exchange:
+    method: str
+    path: str
+    body: str
+    status: int
+
+
+@dataclass
+class RecordingProxy:
+    """Forwards every request to ``upstream`` (stripe-mock) and records what it answered."""
+
+    upstream: str
+    exchanges: list[Exchange] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                headers = {
+                    k: v
+                    for k, v in self.headers.items()
+                    if k.lower() not in ("host", "content-length", "connection")
+                }
+                resp = requests.request(
+                    self.command, proxy.upstream + self.path, data=body, headers=headers, timeout=30
+                )
+                proxy.exchanges.append(
+                    Exchange(
+                        self.command, self.path, body.decode(errors="replace"), resp.status_code
+                    )
+                )
+                self.send_response(resp.status_code)
+                for key, value in resp.headers.items():
+                    if key.lower() not in (
+                        "content-length",
+                        "transfer-encoding",
+                        "connection",
+                        "content-encoding",
+                    ):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(resp.content)))
+                self.end_headers()
+                self.wfile.write(resp.content)
+
+            do_GET = do_POST = do_DELETE = _forward
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def end_offsets(topic: str) -> dict[int, int]:
+    consumer = Consumer({**settings.kafka().client_config(), "group.id": "offsets-probe"})
+    try:
+        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in parts
+        }
+    finally:
+        consumer.close()
+
+
+def committed(group: str, topic: str) -> dict[int, int]:
+    consumer = Consumer({**settings.kafka().client_config(), "group.id": group})
+    try:
+        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        got = consumer.committed([TopicPartition(topic, p) for p in parts], timeout=10)
+        return {tp.partition: tp.offset for tp in got}
+    finally:
+        consumer.close()
+
+
+def wait_caught_up(group: str, topics: list[str], timeout: float = 90) -> None:
+    """Wait until ``group`` has committed the end offset of every partition of ``topics``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        behind = {}
+        for topic in topics:
+            ends = end_offsets(topic)
+            done = committed(group, topic)
+            for part, end in ends.items():
+                if end > 0 and done.get(part, -1) < end:
+                    behind[f"{topic}[{part}]"] = (done.get(part), end)
+        if not behind:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"group {group} still behind: {behind}")
+        time.sleep(0.5)
