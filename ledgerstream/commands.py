@@ -24,20 +24,29 @@ def ref(record_type: str, external_id: str) -> dict[str, Any]:
     return {"$ref": {"type": record_type, "externalId": external_id}}
 
 
+def _target(node: dict[str, Any]) -> tuple[str, str] | None:
+    target = node.get("$ref")
+    if isinstance(target, dict):
+        return str(target["type"]), str(target["externalId"])
+    return None
+
+
 def find_refs(body: Any) -> list[tuple[str, str]]:
-    """Every ``$ref`` in a body, in document order, without repeats."""
+    """Every ``$ref`` in a body, in document order, without repeats.
+
+    A ``$ref`` stands either alone (``{"$ref": …}`` becomes ``{"id": …}``) or beside other
+    fields of a sublist line (``{"$ref": …, "paymentAmount": 1}``: the line gets ``"id"``).
+    """
     found: list[tuple[str, str]] = []
 
     def walk(node: Any) -> None:
         if isinstance(node, dict):
-            target = node.get("$ref")
-            if isinstance(target, dict) and set(node) == {"$ref"}:
-                pair = (str(target["type"]), str(target["externalId"]))
-                if pair not in found:
-                    found.append(pair)
-                return
+            pair = _target(node)
+            if pair is not None and pair not in found:
+                found.append(pair)
             for key in sorted(node):
-                walk(node[key])
+                if key != "$ref":
+                    walk(node[key])
         elif isinstance(node, list):
             for item in node:
                 walk(item)
@@ -47,12 +56,13 @@ def find_refs(body: Any) -> list[tuple[str, str]]:
 
 
 def resolve_refs(body: Any, internal_ids: dict[tuple[str, str], str]) -> Any:
-    """Replace each ``$ref`` by ``{"id": …}``; KeyError names the first unresolved one."""
+    """Replace each ``$ref`` by ``"id": …``; KeyError names the first unresolved one."""
     if isinstance(body, dict):
-        target = body.get("$ref")
-        if isinstance(target, dict) and set(body) == {"$ref"}:
-            return {"id": internal_ids[(str(target["type"]), str(target["externalId"]))]}
-        return {k: resolve_refs(v, internal_ids) for k, v in body.items()}
+        pair = _target(body)
+        out = {k: resolve_refs(v, internal_ids) for k, v in body.items() if k != "$ref"}
+        if pair is not None:
+            out["id"] = internal_ids[pair]
+        return out
     if isinstance(body, list):
         return [resolve_refs(v, internal_ids) for v in body]
     return body

@@ -177,6 +177,104 @@ class StackSettings(_Base):
     stripe_mock_https_port: int = 12112
 
 
+class ProcessorSettings(_Base):
+    """The faust worker."""
+
+    app_id: str = Field("ledgerstream-processor", description="consumer group / faust app id")
+    processor_data_dir: str = Field(
+        str(PROJECT_ROOT / ".stack" / "faust"), description="RocksDB table directory"
+    )
+    processor_store: str = Field("rocksdb://", description="faust table store URL")
+
+
+class SinkSettings(_Base):
+    """The NetSuite sink."""
+
+    sink_group_id: str = Field("ledgerstream-netsuite-sink", description="consumer group")
+    sink_max_attempts: int = Field(8, description="tries of one write before giving up")
+    sink_dependency_timeout_s: float = Field(
+        900.0, description="how long a command waits for the records it references"
+    )
+
+
+class MetadataSettings(_Base):
+    """The Stripe metadata writer."""
+
+    metadata_group_id: str = Field("ledgerstream-stripe-metadata", description="consumer group")
+    metadata_batch_size: int = 100
+
+
+def _default_currency_ids() -> dict[str, str]:
+    codes = ["USD", "GBP", "CAD", "EUR", "JPY", "KWD", "BHD", "CHF", "AUD", "SEK", "KRW", "ISK"]
+    return {code: str(11 + i) for i, code in enumerate(codes)}
+
+
+class AccountingSettings(_Base):
+    """How Stripe objects become NetSuite records: set-up internal ids and policies.
+
+    Internal ids default to the NetSuite emulator's seeded set-up records; see BEHAVIOR.md for
+    what each policy does.
+    """
+
+    # -- NetSuite set-up the records refer to (internal ids)
+    netsuite_subsidiary_id: str = "1"
+    netsuite_base_currency: str = Field("USD", description="the subsidiary's base currency")
+    netsuite_currency_ids: dict[str, str] = Field(
+        default_factory=_default_currency_ids,
+        description="ISO code -> NetSuite currency internal id (JSON object)",
+    )
+    netsuite_undeposited_funds_account_id: str = "101"
+    netsuite_bank_account_ids: dict[str, str] = Field(
+        default_factory=lambda: {"USD": "102", "EUR": "103"},
+        description="payout currency -> bank account internal id (JSON object)",
+    )
+    netsuite_fee_account_ids: dict[str, str] = Field(
+        default_factory=lambda: {"default": "104"},
+        description="Stripe fee type -> expense account id; 'default' for the rest",
+    )
+    netsuite_other_income_account_id: str = Field(
+        "106", description="dispute reversals, fee refunds, adjustments"
+    )
+    netsuite_fx_account_id: str = Field("105", description="currency-conversion differences")
+    netsuite_suspense_account_id: str = Field(
+        "105", description="variance/suspense: what a deposit could not match"
+    )
+    netsuite_payment_method_id: str = "201"
+    netsuite_global_item_id: str = Field("301", description="service sale item for every line")
+    netsuite_discount_item_id: str = Field("302", description="discount item (non-posting)")
+    netsuite_tax_item_id: str = Field("301", description="item carrying Stripe tax amounts")
+    netsuite_shipping_item_id: str = Field("301", description="item carrying shipping")
+    netsuite_partial_refund_item_id: str = Field("301", description="generic partial refund item")
+    netsuite_income_account_id: str = Field("106", description="income account of new items")
+    netsuite_global_customer_id: str | None = Field(
+        None, description="internal id of an existing customer for global mode (else created)"
+    )
+
+    # -- policies
+    customer_mode: Literal["per_customer", "link", "global"] = "per_customer"
+    customer_match_field: str = Field("email", description="NetSuite field matched in link mode")
+    item_mode: Literal["per_price", "global"] = "global"
+    sync_mode: Literal["all", "opt_in"] = Field(
+        "all", description="opt_in: only objects with netsuite_allow_integration=true"
+    )
+    sync_zero_invoices: bool = Field(False, description="write all-zero (trial) invoices")
+    revenue_recognition: bool = Field(False, description="service period dates on lines")
+    keep_unpaid_invoices_open: bool = Field(
+        False, description="do not close uncollectible invoices with a credit memo"
+    )
+    post_payment_to_paid_invoice: bool = Field(
+        False, description="post a payment on a fully paid invoice unapplied instead of skipping"
+    )
+    deposit_variance_policy: Literal["wait", "post"] = Field(
+        "wait",
+        description="when a payout's transactions do not all match: wait, or post the deposit "
+        "with a labelled variance/suspense line",
+    )
+    open_period_start: str | None = Field(
+        None, description="YYYY-MM-DD: earlier transaction dates move here (memo keeps the date)"
+    )
+
+
 @lru_cache
 def kafka() -> KafkaSettings:
     return KafkaSettings()
@@ -195,3 +293,8 @@ def netsuite() -> NetSuiteSettings:
 @lru_cache
 def stack() -> StackSettings:
     return StackSettings()
+
+
+@lru_cache
+def accounting() -> AccountingSettings:
+    return AccountingSettings()

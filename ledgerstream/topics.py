@@ -26,11 +26,29 @@ class TopicSpec:
 STRIPE_CUSTOMER = TopicSpec("stripe.customer", "stripe_customer")
 STRIPE_INVOICE = TopicSpec("stripe.invoice", "stripe_invoice")
 STRIPE_CHARGE = TopicSpec("stripe.charge", "stripe_charge")
+STRIPE_REFUND = TopicSpec("stripe.refund", "stripe_refund")
+STRIPE_DISPUTE = TopicSpec("stripe.dispute", "stripe_dispute")
+STRIPE_CREDIT_NOTE = TopicSpec("stripe.credit_note", "stripe_credit_note")
+STRIPE_PAYOUT = TopicSpec("stripe.payout", "stripe_payout")
+STRIPE_PAYOUT_TRANSACTIONS = TopicSpec("stripe.payout_transactions", "stripe_payout_transaction")
+STRIPE_PRICE = TopicSpec("stripe.price", "stripe_price", compacted=True)
+STRIPE_COUPON = TopicSpec("stripe.coupon", "stripe_coupon", compacted=True)
 NETSUITE_COMMANDS = TopicSpec("netsuite.commands", "netsuite_command")
 NETSUITE_BACKREFS = TopicSpec("netsuite.backrefs", "netsuite_backref", compacted=True)
 
-STRIPE_TOPICS = (STRIPE_CUSTOMER, STRIPE_INVOICE, STRIPE_CHARGE)
-ALL = (*STRIPE_TOPICS, NETSUITE_COMMANDS, NETSUITE_BACKREFS)
+# the topics a Stripe event is published to (see producers.records.route)
+STRIPE_TOPICS = (
+    STRIPE_CUSTOMER,
+    STRIPE_INVOICE,
+    STRIPE_CHARGE,
+    STRIPE_REFUND,
+    STRIPE_DISPUTE,
+    STRIPE_CREDIT_NOTE,
+    STRIPE_PAYOUT,
+    STRIPE_PRICE,
+    STRIPE_COUPON,
+)
+ALL = (*STRIPE_TOPICS, STRIPE_PAYOUT_TRANSACTIONS, NETSUITE_COMMANDS, NETSUITE_BACKREFS)
 
 
 def name(spec: TopicSpec) -> str:

@@ -23,30 +23,20 @@ from typing import Any
 
 import faust
 from faust.serializers import codecs
-from pydantic import Field
 
 from ledgerstream import settings, topics
+from ledgerstream.accounting import (
+    UnmappedError,
+    customer_commands,
+    invoice_commands,
+    payment_commands,
+)
+from ledgerstream.accounting.model import Charge, Customer, Invoice
 from ledgerstream.avro import Serde
 from ledgerstream.commands import Command
 from ledgerstream.kafka_util import dead_letter_headers
-from ledgerstream.mapping import (
-    MappingConfig,
-    UnmappedError,
-    customer_command,
-    invoice_command,
-    payment_command,
-)
-from ledgerstream.settings import _Base
 
 log = logging.getLogger(__name__)
-
-
-class ProcessorSettings(_Base):
-    app_id: str = Field("ledgerstream-processor", description="consumer group / faust app id")
-    processor_data_dir: str = Field(
-        str(settings.PROJECT_ROOT / ".stack" / "faust"), description="RocksDB table directory"
-    )
-    processor_store: str = Field("rocksdb://", description="faust table store URL")
 
 
 class AvroCodec(codecs.Codec):
@@ -97,8 +87,8 @@ def _topic(app: faust.App, spec: topics.TopicSpec) -> faust.TopicT:
 
 def create_app(web_port: int = 6066) -> faust.App:
     kafka = settings.kafka()
-    proc = ProcessorSettings()
-    mapping_cfg = MappingConfig()
+    proc = settings.ProcessorSettings()
+    cfg = settings.accounting()
     brokers = ";".join(f"kafka://{h}" for h in kafka.kafka_bootstrap_servers.split(","))
     os.makedirs(proc.processor_data_dir, exist_ok=True)
     app = faust.App(
@@ -126,6 +116,7 @@ def create_app(web_port: int = 6066) -> faust.App:
     def table(name: str) -> Any:
         return app.Table(name, default=None, partitions=kafka.topic_partitions, key_type=str)
 
+    customers = table("customers")
     invoices = table("invoices")
     pending_payments = table("pending-payments")
     emitted = table("emitted")
@@ -148,56 +139,69 @@ def create_app(web_port: int = 6066) -> faust.App:
             headers=dead_letter_headers(msg.topic, msg.partition, msg.offset, reason),
         )
 
+    async def emit_all(commands: list[Command]) -> None:
+        for cmd in commands:
+            await emit(cmd)
+
     @app.agent(customer_topic)
     async def on_customer(stream: faust.StreamT) -> None:
         async for event in stream.events():
             rec = event.value
             try:
-                if not rec["deleted"]:
-                    await emit(customer_command(rec, mapping_cfg))
+                if rec["deleted"]:
+                    continue
+                customer = Customer.from_record(rec)
+                customers[customer.id] = _storable(rec)
+                await emit_all(customer_commands(customer, cfg))
             except UnmappedError as exc:
                 await dead_letter(event, exc)
+
+    def customer_of(customer_id: str | None) -> Customer | None:
+        rec = customers.get(customer_id) if customer_id else None
+        return Customer.from_record(_revive(rec)) if rec else None
 
     @app.agent(invoice_topic)
     async def on_invoice(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            inv = event.value
             try:
-                if inv["status"] not in ("open", "paid"):
-                    continue  # drafts are not booked; void/uncollectible come with their flows
-                await emit(invoice_command(inv, mapping_cfg))
-                invoices[inv["id"]] = {
-                    "customer": inv["customer"],
-                    "total": inv["total"],
-                    "currency": inv["currency"],
+                invoice = Invoice.from_record(event.value)
+                commands = invoice_commands(invoice, cfg, customer_of(invoice.customer))
+                if not commands:
+                    continue
+                await emit_all(commands)
+                invoices[invoice.id] = {
+                    "customer": invoice.customer,
+                    "total": invoice.total,
+                    "currency": invoice.currency,
                 }
-                waiting = pending_payments.get(inv["id"]) or []
+                waiting = pending_payments.get(invoice.id) or []
                 for charge in waiting:
                     await emit(Command.from_avro(charge))
                 if waiting:
-                    pending_payments.pop(inv["id"])
+                    pending_payments.pop(invoice.id)
             except UnmappedError as exc:
                 await dead_letter(event, exc)
 
     @app.agent(charge_topic)
     async def on_charge(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            charge = event.value
             try:
-                if charge["status"] != "succeeded" or not charge["captured"]:
+                charge = Charge.from_record(event.value)
+                commands = payment_commands(charge, cfg, customer_of(charge.customer))
+                if not commands:
                     continue
-                cmd = payment_command(charge, mapping_cfg)
-                invoice_id = charge.get("invoice")
-                if invoice_id and invoices.get(invoice_id) is None:
+                if charge.invoice and invoices.get(charge.invoice) is None:
                     # the invoice has not arrived yet: hold the payment until it does
+                    held = [c.to_avro() for c in commands]
+                    keys = {c["external_id"] for c in held}
                     waiting = [
                         c
-                        for c in (pending_payments.get(invoice_id) or [])
-                        if c["external_id"] != cmd.external_id
+                        for c in (pending_payments.get(charge.invoice) or [])
+                        if c["external_id"] not in keys
                     ]
-                    pending_payments[invoice_id] = [*waiting, cmd.to_avro()]
+                    pending_payments[charge.invoice] = [*waiting, *held]
                     continue
-                await emit(cmd)
+                await emit_all(commands)
             except UnmappedError as exc:
                 await dead_letter(event, exc)
 
@@ -209,3 +213,23 @@ def run_worker(web_port: int = 6066, loglevel: str = "info") -> None:
 
     app = create_app(web_port)
     Worker(app, loglevel=loglevel).execute_from_commandline()
+
+
+def _storable(rec: dict[str, Any]) -> dict[str, Any]:
+    """What a table keeps of a record: JSON-safe, without the bulky original object."""
+    out = {k: v for k, v in rec.items() if k != "object_json"}
+    for key in ("created", "event_created"):
+        if hasattr(out.get(key), "timestamp"):
+            out[key] = out[key].timestamp()
+    return out
+
+
+def _revive(rec: dict[str, Any]) -> dict[str, Any]:
+    """Table values are JSON: turn the timestamps back into datetimes."""
+    from datetime import UTC, datetime
+
+    out = dict(rec)
+    for key in ("created", "event_created"):
+        if isinstance(out.get(key), int | float):
+            out[key] = datetime.fromtimestamp(out[key], UTC)
+    return out

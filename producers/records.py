@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from ledgerstream import topics
@@ -32,32 +33,34 @@ def _id(value: Any) -> str | None:
     return str(value)
 
 
-_PREFIXES: tuple[tuple[str, TopicSpec], ...] = (
+# the longest matching prefix wins, so sub-objects announced under a parent prefix
+# (charge.dispute.*, charge.refund.*) reach their own topics
+_PREFIXES: tuple[tuple[str, TopicSpec | None], ...] = (
+    ("customer.subscription.", None),
+    ("customer.discount.", None),
+    ("customer.source.", None),
+    ("customer.tax_id.", None),
+    ("customer.cash_balance", None),
     ("customer.", topics.STRIPE_CUSTOMER),
+    ("invoice.upcoming", None),
     ("invoice.", topics.STRIPE_INVOICE),
+    ("charge.refund.", topics.STRIPE_REFUND),
+    ("charge.dispute.", topics.STRIPE_DISPUTE),
     ("charge.", topics.STRIPE_CHARGE),
-)
-# sub-objects announced under a parent prefix belong to their own topics (added with their flows)
-_EXCLUDED = (
-    "customer.subscription.",
-    "customer.discount.",
-    "customer.source.",
-    "customer.tax_id.",
-    "customer.cash_balance",
-    "charge.refund.",
-    "charge.dispute.",
-    "invoice.upcoming",
-    "invoiceitem.",
+    ("refund.", topics.STRIPE_REFUND),
+    ("credit_note.", topics.STRIPE_CREDIT_NOTE),
+    ("payout.", topics.STRIPE_PAYOUT),
+    ("price.", topics.STRIPE_PRICE),
+    ("coupon.", topics.STRIPE_COUPON),
 )
 
 
 def route(event_type: str) -> TopicSpec | None:
-    if event_type.startswith(_EXCLUDED):
-        return None
+    best: tuple[int, TopicSpec | None] = (0, None)
     for prefix, spec in _PREFIXES:
-        if event_type.startswith(prefix):
-            return spec
-    return None
+        if event_type.startswith(prefix) and len(prefix) > best[0]:
+            best = (len(prefix), spec)
+    return best[1]
 
 
 def validate_event(event: Any) -> dict[str, Any]:
@@ -74,11 +77,59 @@ def validate_event(event: Any) -> dict[str, Any]:
     return event
 
 
+_SELF_KEYED = (
+    topics.STRIPE_CUSTOMER,
+    topics.STRIPE_PAYOUT,
+    topics.STRIPE_PRICE,
+    topics.STRIPE_COUPON,
+)
+
+
 def key_for(spec: TopicSpec, obj: dict[str, Any]) -> str:
-    """Receivables are keyed by customer id (co-partitioned joins), else by the object's id."""
-    if spec is topics.STRIPE_CUSTOMER:
-        return obj["id"]
-    return _id(obj.get("customer")) or obj["id"]
+    """Receivables are keyed by customer id (co-partitioned joins), else by the object's id.
+
+    Refunds and disputes do not name the customer; they are keyed by the customer of their
+    charge when the charge is expanded (the producer expands it), else by the charge id.
+    """
+    if spec in _SELF_KEYED:
+        return str(obj["id"])
+    if spec in (topics.STRIPE_REFUND, topics.STRIPE_DISPUTE):
+        charge = obj.get("charge")
+        customer = _id(charge.get("customer")) if isinstance(charge, dict) else None
+        return customer or _id(charge) or str(obj["id"])
+    return _id(obj.get("customer")) or str(obj["id"])
+
+
+def _json_or_none(value: Any) -> str | None:
+    return None if not value else json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _discounts(items: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    out = []
+    for item in items or []:
+        discount = item.get("discount")
+        coupon = None
+        if isinstance(discount, dict):
+            coupon = _id(discount.get("coupon"))
+        out.append(
+            {"amount": int(item["amount"]), "discount": _id(discount) or "", "coupon": coupon}
+        )
+    return out
+
+
+def _taxes(items: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    out = []
+    for item in items or []:
+        rate = item.get("tax_rate")
+        out.append(
+            {
+                "amount": int(item["amount"]),
+                "inclusive": bool(item.get("inclusive")),
+                "tax_rate": _id(rate),
+                "display_name": rate.get("display_name") if isinstance(rate, dict) else None,
+            }
+        )
+    return out
 
 
 def _envelope(event: dict[str, Any]) -> dict[str, Any]:
@@ -105,6 +156,8 @@ def _customer(obj: dict[str, Any], event_type: str) -> dict[str, Any]:
         "currency": obj.get("currency"),
         "deleted": bool(obj.get("deleted")) or event_type == "customer.deleted",
         "created": _ts(obj.get("created") or 0),
+        "address_json": _json_or_none(obj.get("address")),
+        "shipping_json": _json_or_none(obj.get("shipping")),
     }
 
 
@@ -125,6 +178,10 @@ def _invoice(obj: dict[str, Any], event_type: str) -> dict[str, Any]:
                 "period_start": _ts(period.get("start", obj.get("created", 0))),
                 "period_end": _ts(period.get("end", obj.get("created", 0))),
                 "proration": bool(line.get("proration")),
+                "discount_amounts": _discounts(line.get("discount_amounts")),
+                "tax_amounts": _taxes(line.get("tax_amounts")),
+                "line_type": line.get("type"),
+                "product_name": _product_name(line.get("price")),
             }
         )
     transitions = obj.get("status_transitions") or {}
@@ -142,7 +199,22 @@ def _invoice(obj: dict[str, Any], event_type: str) -> dict[str, Any]:
         "created": _ts(obj.get("created") or 0),
         "finalized_at": _ts(transitions.get("finalized_at")),
         "lines": lines,
+        "total_discount_amounts": _discounts(obj.get("total_discount_amounts")),
+        "total_tax_amounts": _taxes(obj.get("total_tax_amounts")),
+        "shipping_amount": (obj.get("shipping_cost") or {}).get("amount_total"),
+        "due_date": _ts(obj.get("due_date")),
+        "from_invoice": _id((obj.get("from_invoice") or {}).get("invoice")),
+        "voided_at": _ts(transitions.get("voided_at")),
+        "marked_uncollectible_at": _ts(transitions.get("marked_uncollectible_at")),
+        "billing_reason": obj.get("billing_reason"),
     }
+
+
+def _product_name(price: Any) -> str | None:
+    if isinstance(price, dict) and isinstance(price.get("product"), dict):
+        name = price["product"].get("name")
+        return str(name) if name else None
+    return None
 
 
 def _charge(obj: dict[str, Any], event_type: str) -> dict[str, Any]:
@@ -161,6 +233,178 @@ def _charge(obj: dict[str, Any], event_type: str) -> dict[str, Any]:
         "payment_intent": _id(obj.get("payment_intent")),
         "description": obj.get("description"),
         "created": _ts(obj.get("created") or 0),
+        **_settlement(obj.get("balance_transaction")),
+        "failure_code": obj.get("failure_code"),
+    }
+
+
+def _settlement(txn: Any) -> dict[str, Any]:
+    """Settlement facts of a charge whose balance transaction is expanded (else nulls)."""
+    if not isinstance(txn, dict):
+        return {
+            "settlement_amount": None,
+            "settlement_currency": None,
+            "exchange_rate": None,
+            "fee": None,
+        }
+    rate = txn.get("exchange_rate")
+    return {
+        "settlement_amount": int(txn["amount"]),
+        "settlement_currency": txn["currency"],
+        "exchange_rate": None if rate is None else _rate_text(rate),
+        "fee": int(txn.get("fee", 0)),
+    }
+
+
+def _rate_text(rate: Any) -> str:
+    """Stripe sends rates as JSON numbers; keep them as the decimal text Stripe wrote."""
+    return format(Decimal(str(rate)), "f")
+
+
+def _charge_links(obj: dict[str, Any]) -> dict[str, Any]:
+    charge = obj.get("charge")
+    if isinstance(charge, dict):
+        return {
+            "charge": charge["id"],
+            "customer": _id(charge.get("customer")),
+            "invoice": _id(charge.get("invoice")),
+        }
+    return {"charge": _id(charge) or "", "customer": None, "invoice": None}
+
+
+def _refund(obj: dict[str, Any], event_type: str) -> dict[str, Any]:
+    return {
+        "id": obj["id"],
+        **_charge_links(obj),
+        "amount": int(obj["amount"]),
+        "currency": obj["currency"],
+        "status": obj.get("status") or "pending",
+        "reason": obj.get("reason"),
+        "balance_transaction": _id(obj.get("balance_transaction")),
+        "created": _ts(obj.get("created") or 0),
+    }
+
+
+def _dispute(obj: dict[str, Any], event_type: str) -> dict[str, Any]:
+    txns = obj.get("balance_transactions") or []
+    return {
+        "id": obj["id"],
+        **_charge_links(obj),
+        "amount": int(obj["amount"]),
+        "currency": obj["currency"],
+        "status": obj.get("status") or "needs_response",
+        "reason": obj.get("reason"),
+        "funds_withdrawn": event_type == "charge.dispute.funds_withdrawn"
+        or any(int(t.get("amount", 0)) < 0 for t in txns if isinstance(t, dict)),
+        "funds_reinstated": event_type == "charge.dispute.funds_reinstated"
+        or any(int(t.get("amount", 0)) > 0 for t in txns if isinstance(t, dict)),
+        "created": _ts(obj.get("created") or 0),
+    }
+
+
+def _credit_note(obj: dict[str, Any], event_type: str) -> dict[str, Any]:
+    return {
+        "id": obj["id"],
+        "invoice": _id(obj.get("invoice")) or "",
+        "customer": _id(obj.get("customer")),
+        "amount": int(obj["amount"]),
+        "currency": obj["currency"],
+        "status": obj.get("status") or "issued",
+        "type": obj.get("type") or "pre_payment",
+        "refund": _id(obj.get("refund")),
+        "out_of_band_amount": int(obj.get("out_of_band_amount") or 0),
+        "lines": [
+            {
+                "id": line["id"],
+                "amount": int(line["amount"]),
+                "description": line.get("description"),
+                "invoice_line_item": _id(line.get("invoice_line_item")),
+                "quantity": line.get("quantity"),
+            }
+            for line in (obj.get("lines") or {}).get("data", [])
+        ],
+        "created": _ts(obj.get("created") or 0),
+    }
+
+
+def _payout(obj: dict[str, Any], event_type: str) -> dict[str, Any]:
+    return {
+        "id": obj["id"],
+        "amount": int(obj["amount"]),
+        "currency": obj["currency"],
+        "status": obj.get("status") or "pending",
+        "automatic": bool(obj.get("automatic")),
+        "reconciliation_status": obj.get("reconciliation_status"),
+        "arrival_date": _ts(obj.get("arrival_date") or obj.get("created") or 0),
+        "balance_transaction": _id(obj.get("balance_transaction")),
+        "created": _ts(obj.get("created") or 0),
+    }
+
+
+def _price(obj: dict[str, Any], event_type: str) -> dict[str, Any]:
+    product = obj.get("product")
+    return {
+        "id": obj["id"],
+        "product": _id(product),
+        "product_name": product.get("name") if isinstance(product, dict) else None,
+        "nickname": obj.get("nickname"),
+        "currency": obj["currency"],
+        "unit_amount": obj.get("unit_amount"),
+        "active": bool(obj.get("active", True)),
+        "created": _ts(obj.get("created") or 0),
+    }
+
+
+def _coupon(obj: dict[str, Any], event_type: str) -> dict[str, Any]:
+    percent = obj.get("percent_off")
+    return {
+        "id": obj["id"],
+        "name": obj.get("name"),
+        "percent_off": None if percent is None else _rate_text(percent),
+        "amount_off": obj.get("amount_off"),
+        "currency": obj.get("currency"),
+        "created": _ts(obj.get("created") or 0),
+    }
+
+
+def payout_transaction(
+    payout: dict[str, Any],
+    txn: dict[str, Any],
+    index: int,
+    count: int,
+    source: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The record of one balance transaction listed for a payout (stripe.payout_transactions)."""
+    rate = txn.get("exchange_rate")
+    return {
+        "payout": payout["id"],
+        "payout_amount": int(payout["amount"]),
+        "payout_currency": payout["currency"],
+        "count": count,
+        "index": index,
+        "id": txn["id"],
+        "amount": int(txn["amount"]),
+        "currency": txn["currency"],
+        "fee": int(txn.get("fee", 0)),
+        "fee_details": [
+            {
+                "amount": int(fd["amount"]),
+                "currency": fd["currency"],
+                "type": fd["type"],
+                "description": fd.get("description"),
+            }
+            for fd in txn.get("fee_details") or []
+        ],
+        "net": int(txn["net"]),
+        "exchange_rate": None if rate is None else _rate_text(rate),
+        "reporting_category": txn.get("reporting_category") or txn.get("type") or "unknown",
+        "type": txn.get("type") or "unknown",
+        "source": _id(txn.get("source")),
+        "source_amount": None if source is None else source.get("amount"),
+        "source_currency": None if source is None else source.get("currency"),
+        "created": _ts(txn.get("created") or 0),
+        "available_on": _ts(txn.get("available_on") or txn.get("created") or 0),
+        "object_json": json.dumps(txn, sort_keys=True, separators=(",", ":")),
     }
 
 
@@ -168,6 +412,12 @@ _BUILDERS = {
     topics.STRIPE_CUSTOMER.name: _customer,
     topics.STRIPE_INVOICE.name: _invoice,
     topics.STRIPE_CHARGE.name: _charge,
+    topics.STRIPE_REFUND.name: _refund,
+    topics.STRIPE_DISPUTE.name: _dispute,
+    topics.STRIPE_CREDIT_NOTE.name: _credit_note,
+    topics.STRIPE_PAYOUT.name: _payout,
+    topics.STRIPE_PRICE.name: _price,
+    topics.STRIPE_COUPON.name: _coupon,
 }
 
 

@@ -30,7 +30,6 @@ from typing import Any
 
 import requests
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
-from pydantic import Field
 from tenacity import (
     RetryError,
     Retrying,
@@ -43,18 +42,9 @@ from ledgerstream import settings, topics
 from ledgerstream.avro import Serde
 from ledgerstream.commands import Command, canonical_json, resolve_refs, sublists
 from ledgerstream.kafka_util import dead_letter_headers, is_real_error, where
-from ledgerstream.settings import _Base
 from sinks.netsuite_client import NetSuiteClient, NetSuiteResponseError
 
 log = logging.getLogger(__name__)
-
-
-class SinkSettings(_Base):
-    sink_group_id: str = Field("ledgerstream-netsuite-sink", description="consumer group")
-    sink_max_attempts: int = Field(8, description="tries of one write before giving up")
-    sink_dependency_timeout_s: float = Field(
-        900.0, description="how long a command waits for the records it references"
-    )
 
 
 class FatalSinkError(RuntimeError):
@@ -124,8 +114,10 @@ class Pending:
 
 
 class NetSuiteSink:
-    def __init__(self, client: NetSuiteClient | None = None, cfg: SinkSettings | None = None):
-        self.cfg = cfg or SinkSettings()
+    def __init__(
+        self, client: NetSuiteClient | None = None, cfg: settings.SinkSettings | None = None
+    ):
+        self.cfg = cfg or settings.SinkSettings()
         self.client = client or NetSuiteClient()
         kafka = settings.kafka()
         self.commands_topic = topics.name(topics.NETSUITE_COMMANDS)

@@ -14,20 +14,13 @@ from typing import Any
 
 import stripe
 from confluent_kafka import Consumer
-from pydantic import Field
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from ledgerstream import settings, topics
 from ledgerstream.avro import Serde
 from ledgerstream.kafka_util import is_real_error
-from ledgerstream.settings import _Base
 
 log = logging.getLogger(__name__)
-
-
-class MetadataSettings(_Base):
-    metadata_group_id: str = Field("ledgerstream-stripe-metadata", description="consumer group")
-    metadata_batch_size: int = 100
 
 
 def stripe_client() -> stripe.StripeClient:
@@ -48,9 +41,11 @@ def _retryable(exc: BaseException) -> bool:
 
 class MetadataWriter:
     def __init__(
-        self, client: stripe.StripeClient | None = None, cfg: MetadataSettings | None = None
+        self,
+        client: stripe.StripeClient | None = None,
+        cfg: settings.MetadataSettings | None = None,
     ):
-        self.cfg = cfg or MetadataSettings()
+        self.cfg = cfg or settings.MetadataSettings()
         self.client = client or stripe_client()
         self.topic = topics.name(topics.NETSUITE_BACKREFS)
         self.serde = Serde(self.topic, topics.NETSUITE_BACKREFS.schema or "")

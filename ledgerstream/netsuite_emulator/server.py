@@ -98,7 +98,7 @@ RULES: dict[str, RecordRules] = {
         refs={
             **_COMMON,
             "account": ("account",),
-            "payment.items[].id": ("customerPayment", "customerRefund"),
+            "payment.items[]": ("customerPayment", "customerRefund"),
             "other.items[].account": ("account",),
             "cashback.items[].account": ("account",),
         },

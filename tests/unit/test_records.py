@@ -11,8 +11,13 @@ def test_routing() -> None:
     assert route("customer.created") is topics.STRIPE_CUSTOMER
     assert route("invoice.finalized") is topics.STRIPE_INVOICE
     assert route("charge.succeeded") is topics.STRIPE_CHARGE
-    assert route("charge.dispute.created") is None  # its own topic, with the dispute flow
+    assert route("charge.dispute.created") is topics.STRIPE_DISPUTE  # longest prefix wins
+    assert route("charge.refund.updated") is topics.STRIPE_REFUND
+    assert route("refund.created") is topics.STRIPE_REFUND
+    assert route("credit_note.created") is topics.STRIPE_CREDIT_NOTE
+    assert route("payout.paid") is topics.STRIPE_PAYOUT
     assert route("customer.subscription.created") is None
+    assert route("invoice.upcoming") is None
     assert route("balance.available") is None
 
 

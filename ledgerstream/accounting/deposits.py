@@ -1,0 +1,334 @@
+"""A payout and its balance transactions → one NetSuite deposit that equals the payout exactly.
+
+Lines (all amounts in the payout currency, integer minor units until the very end):
+
+- ``payment``: every charge, refund and dispute withdrawal that NetSuite holds a record for
+  (customerPayment ``ch_…``, customerRefund ``re_…``/``dp_…``), at the amount NetSuite books
+  for it. Without currency conversion that is the settlement amount. With conversion NetSuite
+  books presentment × Stripe's rate; the rounding difference to what Stripe actually settled
+  goes to a currency-conversion line per presentment currency, so nothing is lost either way.
+- ``cashback`` (reduces the deposit): fees, summed per fee type (``stripe_fee``,
+  ``application_fee``, ``payment_method_passthrough_fee``, ``tax``, ``dispute_fee`` …), each
+  to its expense account; and any other negative amount (Stripe fee transactions, negative
+  adjustments).
+- ``other`` (increases the deposit): dispute reversals, fee refunds, positive adjustments and
+  any category we do not know, labelled with Stripe's category — never dropped.
+- suspense: a transaction whose source NetSuite will never hold (blocked, not synced) goes to
+  the suspense account, labelled with its id.
+
+The lines then add up to Σ net of the transactions. If that is not the payout amount (a
+transaction is missing) or fewer transactions arrived than the payout lists, the deposit is
+incomplete: policy ``wait`` holds it back; policy ``post`` adds a clearly labelled variance line
+to the suspense account. A deposit is never silently unbalanced.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from ledgerstream.accounting import ids
+from ledgerstream.accounting.mapping import UnmappedError, currency_ref, tran_date
+from ledgerstream.accounting.model import BalanceTransaction, Payout
+from ledgerstream.commands import Command, ref
+from ledgerstream.money import convert, to_netsuite
+from ledgerstream.settings import AccountingSettings
+
+PAYMENT_CATEGORIES = {"charge", "payment"}
+REFUND_CATEGORIES = {"refund", "dispute"}
+DISPUTE_CATEGORIES = {"dispute", "dispute_reversal"}
+
+
+@dataclass(frozen=True)
+class Settled:
+    """The NetSuite record that stands for a balance transaction's source."""
+
+    record_type: str  # customerPayment | customerRefund
+    external_id: str
+
+
+Resolver = Callable[[BalanceTransaction], Settled | None]
+
+
+def default_resolver(txn: BalanceTransaction) -> Settled | None:
+    """Sources named by their id prefix: ch_/py_ → payment; re_/pyr_/dp_ → refund."""
+    source = txn.source or ""
+    if txn.reporting_category in PAYMENT_CATEGORIES and source.startswith(("ch_", "py_")):
+        return Settled("customerPayment", source)
+    if txn.reporting_category in REFUND_CATEGORIES and source.startswith(("re_", "pyr_", "dp_")):
+        return Settled("customerRefund", source)
+    return None
+
+
+@dataclass(frozen=True)
+class Line:
+    sublist: str  # payment | cashback | other
+    amount: int  # minor units; signed for payment lines, positive for cashback/other
+    memo: str
+    settled: Settled | None = None
+    account: str | None = None
+
+    @property
+    def signed(self) -> int:
+        """Effect on the deposit total."""
+        return -self.amount if self.sublist == "cashback" else self.amount
+
+
+@dataclass(frozen=True)
+class DepositPlan:
+    payout: Payout
+    lines: tuple[Line, ...]
+    transactions: int
+    expected: int | None
+    variance: int  # payout amount − Σ lines before any variance line
+    problems: tuple[str, ...] = field(default=())
+
+    @property
+    def complete(self) -> bool:
+        return not self.problems
+
+    @property
+    def total(self) -> int:
+        return sum(line.signed for line in self.lines)
+
+
+def _signed_line(sublist_if_positive: str, amount: int, memo: str, account: str) -> Line | None:
+    if amount == 0:
+        return None
+    if amount > 0:
+        return Line(sublist_if_positive, amount, memo, account=account)
+    return Line(
+        "cashback" if sublist_if_positive == "other" else "other", -amount, memo, account=account
+    )
+
+
+def plan_deposit(
+    payout: Payout,
+    transactions: Iterable[BalanceTransaction],
+    cfg: AccountingSettings,
+    resolve: Resolver = default_resolver,
+    expected: int | None = None,
+) -> DepositPlan:
+    """The deposit lines of a payout; independent of the order of ``transactions``.
+
+    ``expected``: how many transactions (the payout's own excluded) Stripe lists for the payout,
+    when known; fewer received means the list is incomplete.
+    """
+    if payout.amount < 0:
+        raise UnmappedError(f"payout {payout.id} is negative; a NetSuite deposit cannot be")
+    cur = payout.currency.lower()
+    unique = {t.id: t for t in transactions}
+    txns = sorted(
+        (t for t in unique.values() if not _own(t, payout)),
+        key=lambda t: (t.created, t.id),
+    )
+    payments: list[Line] = []
+    other: list[Line] = []
+    fees: dict[str, int] = defaultdict(int)
+    fx: dict[str, int] = defaultdict(int)
+    suspense: list[Line] = []
+    problems: list[str] = []
+
+    for t in txns:
+        if t.currency.lower() != cur:
+            raise UnmappedError(
+                f"balance transaction {t.id} is in {t.currency.upper()}, payout {payout.id} in "
+                f"{cur.upper()}"
+            )
+        fee_type = "dispute_fee" if t.reporting_category in DISPUTE_CATEGORIES else None
+        itemised = 0
+        for fd in t.fee_details:
+            fees[fee_type or fd.type] += fd.amount
+            itemised += fd.amount
+        if t.fee != itemised:
+            fees["other_fee"] += t.fee - itemised
+
+        category = t.reporting_category
+        if category in PAYMENT_CATEGORIES | REFUND_CATEGORIES:
+            settled = resolve(t)
+            if settled is None:
+                line = _signed_line(
+                    "other",
+                    t.amount,
+                    f"Stripe unsynced {category} {t.source or t.id} ({t.id})",
+                    cfg.netsuite_suspense_account_id,
+                )
+                if line:
+                    suspense.append(line)
+                continue
+            booked = _booked(t)
+            payments.append(Line("payment", booked, ids.memo(settled.external_id), settled))
+            if booked != t.amount:
+                fx[(t.source_currency or "").upper()] += t.amount - booked
+        elif category == "payout":
+            # another payout's transaction (e.g. a failed payout returning funds)
+            line = _signed_line(
+                "other",
+                t.amount,
+                f"Stripe payout {t.source or t.id} ({t.id})",
+                cfg.netsuite_other_income_account_id,
+            )
+            if line:
+                other.append(line)
+        else:
+            label = {"dispute_reversal": "Stripe dispute reversal", "fee": "Stripe fee"}.get(
+                category, f"Stripe {category}"
+            )
+            account = (
+                _fee_account("stripe_fee", cfg)
+                if category == "fee"
+                else cfg.netsuite_other_income_account_id
+            )
+            line = _signed_line(
+                "other", t.amount, f"{label} {t.source or ''} ({t.id})".replace("  ", " "), account
+            )
+            if line:
+                other.append(line)
+
+    fee_lines = []
+    for fee_type in sorted(fees):
+        amount = fees[fee_type]
+        if amount > 0:
+            fee_lines.append(
+                Line(
+                    "cashback",
+                    amount,
+                    f"Stripe fees: {fee_type}",
+                    account=_fee_account(fee_type, cfg),
+                )
+            )
+        elif amount < 0:
+            fee_lines.append(
+                Line(
+                    "other",
+                    -amount,
+                    f"Stripe fee refunds: {fee_type}",
+                    account=_fee_account(fee_type, cfg),
+                )
+            )
+    fx_lines = [
+        line
+        for code in sorted(fx)
+        if (
+            line := _signed_line(
+                "other",
+                fx[code],
+                f"Currency conversion {code or '?'}→{cur.upper()}",
+                cfg.netsuite_fx_account_id,
+            )
+        )
+    ]
+    payments.sort(
+        key=lambda ln: (ln.settled.record_type, ln.settled.external_id) if ln.settled else ("", "")
+    )
+    lines = [
+        *payments,
+        *fee_lines,
+        *sorted(other, key=lambda ln: ln.memo),
+        *fx_lines,
+        *sorted(suspense, key=lambda ln: ln.memo),
+    ]
+    total = sum(line.signed for line in lines)
+    variance = payout.amount - total
+    if expected is not None and len(txns) < expected:
+        problems.append(f"{len(txns)} of {expected} balance transactions received")
+    if variance:
+        problems.append(
+            f"lines add up to {total}, payout is {payout.amount} ({cur.upper()} minor units)"
+        )
+    return DepositPlan(payout, tuple(lines), len(txns), expected, variance, tuple(problems))
+
+
+def _own(t: BalanceTransaction, payout: Payout) -> bool:
+    return t.id == payout.balance_transaction or (t.type == "payout" and t.source == payout.id)
+
+
+def _booked(t: BalanceTransaction) -> int:
+    """What NetSuite books for a converted payment: presentment × Stripe's rate, rounded once."""
+    if t.exchange_rate is None or t.source_amount is None or not t.source_currency:
+        return t.amount
+    magnitude = convert(abs(t.source_amount), t.exchange_rate, t.source_currency, t.currency)
+    return magnitude if t.amount >= 0 else -magnitude
+
+
+def _fee_account(fee_type: str, cfg: AccountingSettings) -> str:
+    accounts = cfg.netsuite_fee_account_ids
+    return accounts.get(fee_type) or accounts.get("default") or cfg.netsuite_suspense_account_id
+
+
+def deposit_commands(plan: DepositPlan, cfg: AccountingSettings) -> list[Command]:
+    """The deposit command of a plan; empty while an incomplete plan must wait.
+
+    With policy ``post`` an incomplete plan is posted with a labelled variance line.
+    """
+    payout = plan.payout
+    lines = list(plan.lines)
+    notes: list[str] = []
+    if not plan.complete:
+        if cfg.deposit_variance_policy == "wait":
+            return []
+        variance = _signed_line(
+            "other",
+            plan.variance,
+            f"Stripe variance: {'; '.join(plan.problems)}",
+            cfg.netsuite_suspense_account_id,
+        )
+        if variance:
+            lines.append(variance)
+        notes.append("POSTED WITH VARIANCE: " + "; ".join(plan.problems))
+    if sum(line.signed for line in lines) != payout.amount:  # pragma: no cover - invariant
+        raise AssertionError(f"deposit {payout.id} does not balance")
+    cur = payout.currency
+    try:
+        bank = cfg.netsuite_bank_account_ids[cur.upper()]
+    except KeyError:
+        raise UnmappedError(f"no NetSuite bank account for payout currency {cur.upper()}") from None
+    day, note = tran_date(payout.arrival_date, cfg)
+    body: dict[str, Any] = {
+        "account": {"id": bank},
+        "subsidiary": {"id": cfg.netsuite_subsidiary_id},
+        "currency": currency_ref(cur, cfg),
+        "tranDate": day,
+        "memo": ids.memo(payout.id, note, *notes),
+    }
+    payment_items = [
+        {
+            **ref(ln.settled.record_type, ln.settled.external_id),
+            "deposit": True,
+            "paymentAmount": _amount(ln.amount, cur),
+        }
+        for ln in lines
+        if ln.sublist == "payment" and ln.settled
+    ]
+    for sublist in ("other", "cashback"):
+        items = [
+            {
+                "account": {"id": ln.account},
+                "amount": _amount(ln.amount, cur),
+                "memo": ln.memo[:999],
+            }
+            for ln in lines
+            if ln.sublist == sublist
+        ]
+        if items:
+            body[sublist] = {"items": items}
+    if payment_items:
+        body["payment"] = {"items": payment_items}
+    return [
+        Command(
+            "deposit",
+            payout.id,
+            body,
+            "payout",
+            payout.id,
+            "netsuite_deposit_id",
+            (payout.event_id,) if payout.event_id else (),
+        )
+    ]
+
+
+def _amount(minor: int, currency: str) -> Decimal:
+    return to_netsuite(minor, currency)

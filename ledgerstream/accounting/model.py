@@ -1,0 +1,386 @@
+"""Domain types of the accounting core, built from the typed records of the ``stripe.*`` topics.
+
+Wire types (Avro dicts) stay at the edges: each type has ``from_record``. Money is an integer
+number of minor units with its currency; times are timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+BLOCK = "netsuite_block_integration"
+ALLOW = "netsuite_allow_integration"
+ALLOW_DUPLICATE = "netsuite_allow_duplicate"
+LINKED_CUSTOMER = "netsuite_customer_id"
+
+
+def _flag(metadata: Mapping[str, str], key: str) -> bool:
+    return str(metadata.get(key, "")).strip().lower() in ("true", "1", "yes")
+
+
+@dataclass(frozen=True)
+class Controls:
+    """The control metadata keys of a Stripe object."""
+
+    blocked: bool = False
+    allowed: bool = False
+    allow_duplicate: bool = False
+
+    @classmethod
+    def of(cls, metadata: Mapping[str, str] | None) -> Controls:
+        md = metadata or {}
+        return cls(_flag(md, BLOCK), _flag(md, ALLOW), _flag(md, ALLOW_DUPLICATE))
+
+
+@dataclass(frozen=True)
+class Customer:
+    id: str
+    email: str | None
+    name: str | None
+    description: str | None
+    phone: str | None
+    currency: str | None
+    metadata: Mapping[str, str]
+    created: datetime
+    address: dict[str, Any] | None = None
+    shipping: dict[str, Any] | None = None
+    event_id: str | None = None
+
+    @classmethod
+    def from_record(cls, rec: Mapping[str, Any]) -> Customer:
+        import json
+
+        return cls(
+            id=rec["id"],
+            email=rec.get("email"),
+            name=rec.get("name"),
+            description=rec.get("description"),
+            phone=rec.get("phone"),
+            currency=rec.get("currency"),
+            metadata=dict(rec.get("metadata") or {}),
+            created=rec["created"],
+            address=json.loads(rec["address_json"]) if rec.get("address_json") else None,
+            shipping=json.loads(rec["shipping_json"]) if rec.get("shipping_json") else None,
+            event_id=rec.get("event_id"),
+        )
+
+
+@dataclass(frozen=True)
+class Discount:
+    amount: int
+    discount: str
+    coupon: str | None
+
+
+@dataclass(frozen=True)
+class Tax:
+    amount: int
+    inclusive: bool
+    tax_rate: str | None
+    display_name: str | None
+
+
+@dataclass(frozen=True)
+class InvoiceLine:
+    id: str
+    amount: int
+    description: str | None
+    price_id: str | None
+    product_name: str | None
+    quantity: int | None
+    period_start: datetime
+    period_end: datetime  # exclusive, as Stripe defines it
+    proration: bool
+    discounts: tuple[Discount, ...] = ()
+    taxes: tuple[Tax, ...] = ()
+
+
+def _discounts(items: Any) -> tuple[Discount, ...]:
+    return tuple(Discount(int(d["amount"]), d["discount"], d.get("coupon")) for d in items or [])
+
+
+def _taxes(items: Any) -> tuple[Tax, ...]:
+    return tuple(
+        Tax(int(t["amount"]), bool(t["inclusive"]), t.get("tax_rate"), t.get("display_name"))
+        for t in items or []
+    )
+
+
+@dataclass(frozen=True)
+class Invoice:
+    id: str
+    customer: str | None
+    status: str
+    currency: str
+    total: int
+    subtotal: int
+    amount_due: int
+    amount_paid: int
+    number: str | None
+    created: datetime
+    finalized_at: datetime | None
+    lines: tuple[InvoiceLine, ...]
+    total_discounts: tuple[Discount, ...] = ()
+    total_taxes: tuple[Tax, ...] = ()
+    shipping_amount: int | None = None
+    due_date: datetime | None = None
+    from_invoice: str | None = None
+    voided_at: datetime | None = None
+    marked_uncollectible_at: datetime | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    event_id: str | None = None
+
+    @classmethod
+    def from_record(cls, rec: Mapping[str, Any]) -> Invoice:
+        return cls(
+            id=rec["id"],
+            customer=rec.get("customer"),
+            status=rec["status"],
+            currency=rec["currency"],
+            total=int(rec["total"]),
+            subtotal=int(rec["subtotal"]),
+            amount_due=int(rec["amount_due"]),
+            amount_paid=int(rec["amount_paid"]),
+            number=rec.get("number"),
+            created=rec["created"],
+            finalized_at=rec.get("finalized_at"),
+            lines=tuple(
+                InvoiceLine(
+                    id=ln["id"],
+                    amount=int(ln["amount"]),
+                    description=ln.get("description"),
+                    price_id=ln.get("price_id"),
+                    product_name=ln.get("product_name"),
+                    quantity=ln.get("quantity"),
+                    period_start=ln["period_start"],
+                    period_end=ln["period_end"],
+                    proration=bool(ln.get("proration")),
+                    discounts=_discounts(ln.get("discount_amounts")),
+                    taxes=_taxes(ln.get("tax_amounts")),
+                )
+                for ln in rec.get("lines") or []
+            ),
+            total_discounts=_discounts(rec.get("total_discount_amounts")),
+            total_taxes=_taxes(rec.get("total_tax_amounts")),
+            shipping_amount=rec.get("shipping_amount"),
+            due_date=rec.get("due_date"),
+            from_invoice=rec.get("from_invoice"),
+            voided_at=rec.get("voided_at"),
+            marked_uncollectible_at=rec.get("marked_uncollectible_at"),
+            metadata=dict(rec.get("metadata") or {}),
+            event_id=rec.get("event_id"),
+        )
+
+    @property
+    def tax(self) -> int:
+        """Exclusive tax on top of the lines (inclusive tax is already inside line amounts)."""
+        return sum(t.amount for t in self.total_taxes if not t.inclusive)
+
+
+@dataclass(frozen=True)
+class Charge:
+    id: str
+    customer: str | None
+    invoice: str | None
+    amount: int
+    amount_captured: int
+    amount_refunded: int
+    currency: str
+    status: str
+    captured: bool
+    description: str | None
+    created: datetime
+    balance_transaction: str | None = None
+    settlement_amount: int | None = None
+    settlement_currency: str | None = None
+    exchange_rate: Decimal | None = None
+    fee: int | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    event_id: str | None = None
+
+    @classmethod
+    def from_record(cls, rec: Mapping[str, Any]) -> Charge:
+        rate = rec.get("exchange_rate")
+        return cls(
+            id=rec["id"],
+            customer=rec.get("customer"),
+            invoice=rec.get("invoice"),
+            amount=int(rec["amount"]),
+            amount_captured=int(rec.get("amount_captured") or 0),
+            amount_refunded=int(rec.get("amount_refunded") or 0),
+            currency=rec["currency"],
+            status=rec["status"],
+            captured=bool(rec.get("captured")),
+            description=rec.get("description"),
+            created=rec["created"],
+            balance_transaction=rec.get("balance_transaction"),
+            settlement_amount=rec.get("settlement_amount"),
+            settlement_currency=rec.get("settlement_currency"),
+            exchange_rate=None if rate is None else Decimal(rate),
+            fee=rec.get("fee"),
+            metadata=dict(rec.get("metadata") or {}),
+            event_id=rec.get("event_id"),
+        )
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "succeeded" and self.captured
+
+
+@dataclass(frozen=True)
+class Refund:
+    """A refund, or a dispute treated as one (``kind`` says which)."""
+
+    id: str
+    charge: str
+    customer: str | None
+    invoice: str | None
+    amount: int
+    currency: str
+    status: str
+    created: datetime
+    kind: str = "refund"  # "refund" | "dispute"
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    event_id: str | None = None
+
+    @classmethod
+    def from_record(cls, rec: Mapping[str, Any], kind: str = "refund") -> Refund:
+        return cls(
+            id=rec["id"],
+            charge=rec["charge"],
+            customer=rec.get("customer"),
+            invoice=rec.get("invoice"),
+            amount=int(rec["amount"]),
+            currency=rec["currency"],
+            status=rec["status"],
+            created=rec["created"],
+            kind=kind,
+            metadata=dict(rec.get("metadata") or {}),
+            event_id=rec.get("event_id"),
+        )
+
+
+@dataclass(frozen=True)
+class CreditNoteLine:
+    id: str
+    amount: int
+    description: str | None
+    invoice_line_item: str | None
+
+
+@dataclass(frozen=True)
+class CreditNote:
+    id: str
+    invoice: str
+    customer: str | None
+    amount: int
+    currency: str
+    status: str
+    type: str
+    refund: str | None
+    lines: tuple[CreditNoteLine, ...]
+    created: datetime
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    event_id: str | None = None
+
+    @classmethod
+    def from_record(cls, rec: Mapping[str, Any]) -> CreditNote:
+        return cls(
+            id=rec["id"],
+            invoice=rec["invoice"],
+            customer=rec.get("customer"),
+            amount=int(rec["amount"]),
+            currency=rec["currency"],
+            status=rec["status"],
+            type=rec["type"],
+            refund=rec.get("refund"),
+            lines=tuple(
+                CreditNoteLine(
+                    ln["id"], int(ln["amount"]), ln.get("description"), ln.get("invoice_line_item")
+                )
+                for ln in rec.get("lines") or []
+            ),
+            created=rec["created"],
+            metadata=dict(rec.get("metadata") or {}),
+            event_id=rec.get("event_id"),
+        )
+
+
+@dataclass(frozen=True)
+class FeeDetail:
+    amount: int
+    currency: str
+    type: str
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class BalanceTransaction:
+    id: str
+    amount: int
+    currency: str
+    fee: int
+    fee_details: tuple[FeeDetail, ...]
+    net: int
+    reporting_category: str
+    type: str
+    source: str | None
+    created: datetime
+    exchange_rate: Decimal | None = None
+    source_amount: int | None = None
+    source_currency: str | None = None
+
+    @classmethod
+    def from_record(cls, rec: Mapping[str, Any]) -> BalanceTransaction:
+        rate = rec.get("exchange_rate")
+        return cls(
+            id=rec["id"],
+            amount=int(rec["amount"]),
+            currency=rec["currency"],
+            fee=int(rec["fee"]),
+            fee_details=tuple(
+                FeeDetail(int(f["amount"]), f["currency"], f["type"], f.get("description"))
+                for f in rec.get("fee_details") or []
+            ),
+            net=int(rec["net"]),
+            reporting_category=rec["reporting_category"],
+            type=rec["type"],
+            source=rec.get("source"),
+            created=rec["created"],
+            exchange_rate=None if rate is None else Decimal(rate),
+            source_amount=rec.get("source_amount"),
+            source_currency=rec.get("source_currency"),
+        )
+
+
+@dataclass(frozen=True)
+class Payout:
+    id: str
+    amount: int
+    currency: str
+    status: str
+    automatic: bool
+    arrival_date: datetime
+    created: datetime
+    balance_transaction: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    event_id: str | None = None
+
+    @classmethod
+    def from_record(cls, rec: Mapping[str, Any]) -> Payout:
+        return cls(
+            id=rec["id"],
+            amount=int(rec["amount"]),
+            currency=rec["currency"],
+            status=rec["status"],
+            automatic=bool(rec.get("automatic")),
+            arrival_date=rec["arrival_date"],
+            created=rec["created"],
+            balance_transaction=rec.get("balance_transaction"),
+            metadata=dict(rec.get("metadata") or {}),
+            event_id=rec.get("event_id"),
+        )
