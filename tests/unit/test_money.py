@@ -33,3 +33,46 @@ def test_too_precise_amount_is_refused() -> None:
         to_minor(Decimal("1.5"), "JPY")
     with pytest.raises(TypeError):
         to_decimal(1.5, "USD")  # type: ignore[arg-type]
+
+
+@given(
+    st.integers(min_value=-(10**12), max_value=10**12),
+    st.integers(min_value=1, max_value=10**8),
+    st.sampled_from(CURRENCIES),
+    st.sampled_from(CURRENCIES),
+)
+def test_convert_matches_exact_fraction_arithmetic(
+    minor: int, rate_units: int, src: str, dst: str
+) -> None:
+    from fractions import Fraction
+
+    from ledgerstream.money import convert, step
+
+    rate = Decimal(rate_units) / 10_000
+    exact = Fraction(minor) * Fraction(rate) * Fraction(10) ** (exponent(dst) - exponent(src))
+    got = convert(minor, rate, src, dst)
+    unit = step(dst)
+    assert got % unit == 0
+    assert abs(Fraction(got) - exact) <= Fraction(unit, 2)
+
+
+def test_round_half_even() -> None:
+    from ledgerstream.money import round_half_even
+
+    assert [round_half_even(n, 2) for n in (1, 3, 5, -1, -3)] == [0, 2, 2, 0, -2]
+    assert round_half_even(7, 3) == 2 and round_half_even(-7, 3) == -2
+
+
+def test_isk_and_three_decimal_rules() -> None:
+    from ledgerstream.money import check_amount, to_netsuite
+
+    check_amount(12340, "kwd")
+    with pytest.raises(ValueError):
+        check_amount(12345, "kwd")
+    with pytest.raises(ValueError):
+        check_amount(150, "isk")
+    check_amount(150, "huf")
+    with pytest.raises(ValueError):
+        check_amount(150, "huf", payout=True)
+    assert str(to_netsuite(50000, "isk")) == "500"
+    assert str(to_netsuite(12340, "kwd")) == "12.340"
