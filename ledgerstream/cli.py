@@ -99,6 +99,140 @@ def producer_webhook(host: str, port: int) -> None:
     serve(host, port)
 
 
+def _when(value: str) -> int:
+    """A date (YYYY-MM-DD, UTC midnight), an ISO time, or unix seconds."""
+    from datetime import UTC, datetime
+
+    if value.isdigit():
+        return int(value)
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp())
+
+
+@producer.command("poll")
+@click.option("--once", is_flag=True, help="one catch-up pass, then exit")
+@click.option(
+    "--interval",
+    default=60.0,
+    show_default=True,
+    envvar="LEDGER_POLL_INTERVAL_S",
+    help="seconds between passes",
+)
+@click.option(
+    "--since",
+    default=None,
+    envvar="LEDGER_POLL_SINCE",
+    help="start here when no cursor is stored yet (default: 30 days back)",
+)
+def producer_poll(once: bool, interval: float, since: str | None) -> None:
+    """Catch up from the Events API after the last event seen (cursor kept in Kafka)."""
+    import signal
+
+    from producers.cursor import CursorStore
+    from producers.poller import CatchUpPoller, StopFlag
+    from producers.publisher import EventPublisher
+    from producers.stripe_api import StripeAPI
+
+    publisher = EventPublisher()
+    poller = CatchUpPoller(StripeAPI(), publisher, CursorStore())
+    try:
+        if once:
+            click.echo(str(poller.poll_once(_when(since) if since else None)))
+            return
+        stop = StopFlag()
+        signal.signal(signal.SIGTERM, stop.set)
+        signal.signal(signal.SIGINT, stop.set)
+        poller.run(interval, stop)
+    finally:
+        publisher.close()
+
+
+@producer.command("backfill")
+@click.option("--from", "start", required=True, help="YYYY-MM-DD, ISO time or unix seconds")
+@click.option("--to", "end", default=None, help="exclusive end (default: now)")
+@click.option(
+    "--kinds",
+    default=",".join(
+        ["customers", "invoices", "charges", "refunds", "disputes", "credit_notes", "payouts"]
+    ),
+    show_default=True,
+    help="comma-separated list endpoints",
+)
+@click.option("--window-days", default=7, show_default=True, help="size of a created window")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def producer_backfill(
+    start: str, end: str | None, kinds: str, window_days: int, progress: bool
+) -> None:
+    """Publish history from the list endpoints, for any period (beyond 30 days)."""
+    import time
+
+    from producers.backfill import backfill
+    from producers.publisher import EventPublisher
+    from producers.stripe_api import StripeAPI
+
+    publisher = EventPublisher()
+    try:
+        counts = backfill(
+            StripeAPI(),
+            publisher,
+            _when(start),
+            _when(end) if end else int(time.time()),
+            [k.strip() for k in kinds.split(",") if k.strip()],
+            window_s=window_days * 86400,
+            progress=progress,
+        )
+    finally:
+        publisher.close()
+    click.echo(" ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+
+
+@producer.command("payout-contents")
+def producer_payout_contents() -> None:
+    """Fetch and publish the balance transactions of every paid automatic payout."""
+    from producers.payouts import run
+
+    run()
+
+
+@producer.command("replay")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+def producer_replay(path: str) -> None:
+    """Publish Stripe Event objects from a JSON-lines file (one event per line)."""
+    from producers.publisher import EventPublisher
+    from producers.replay import replay_lines
+
+    publisher = EventPublisher()
+    try:
+        with click.open_file(path) as lines:
+            counts, problems = replay_lines(publisher, lines)
+    finally:
+        publisher.close()
+    for number, reason in problems[:20]:
+        click.echo(f"line {number}: {reason}", err=True)
+    click.echo(" ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+    if problems:
+        sys.exit(1)
+
+
+@main.command("stripe-double")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=12180, show_default=True, envvar="LEDGER_STRIPE_DOUBLE_PORT")
+@click.option("--seed", default=1, show_default=True)
+@click.option("--customers", default=5, show_default=True)
+@click.option("--months", default=3, show_default=True)
+@click.option("--rate-limit", default=None, type=float, help="requests/s before 429")
+def stripe_double_cmd(
+    host: str, port: int, seed: int, customers: int, months: int, rate_limit: float | None
+) -> None:
+    """Serve a generated Stripe history on the endpoints the pipeline uses (tests, demo)."""
+    from ledgerstream.generator import Scenario, generate
+    from ledgerstream.stripe_double import serve
+
+    serve(generate(Scenario(seed=seed, customers=customers, months=months)), host, port, rate_limit)
+
+
 # --------------------------------------------------------------------------- processor
 @main.group()
 def processor() -> None:

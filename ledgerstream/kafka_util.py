@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from confluent_kafka import KafkaError, Message
+import time
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 
 def where(msg: Message) -> tuple[str, int, int]:
@@ -29,3 +31,27 @@ def dead_letter_headers(
         ("dlq.exception.class", type(exc).__name__.encode()),
         ("dlq.exception.message", str(exc).encode()),
     ]
+
+
+# what a partition answers while a new topic's leadership settles
+_SETTLING = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError._TIMED_OUT,
+}
+
+
+def end_offset(consumer: Consumer, topic: str, partition: int, timeout: float = 30.0) -> int:
+    """High watermark of a partition, waiting out a leader election on a new topic."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return int(
+                consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1]
+            )
+        except KafkaException as exc:
+            err = exc.args[0]
+            if time.monotonic() > deadline or not (err.retriable() or err.code() in _SETTLING):
+                raise
+            time.sleep(0.2)

@@ -93,11 +93,13 @@ def to_netsuite(minor: int, currency: str) -> Decimal:
 
 def convert(minor: int, rate: Decimal, from_currency: str, to_currency: str) -> int:
     """``minor`` units of one currency at ``rate`` into minor units of another, rounded half
-    to even once, on exact arithmetic (the exponents of both currencies are respected)."""
+    to even once, on exact arithmetic (the exponents of both currencies are respected), to the
+    smallest amount the target currency takes (``step``: whole krónur for ISK)."""
     rate_n, rate_d = Decimal(rate).as_integer_ratio()
     shift = exponent(to_currency) - exponent(from_currency)
     numerator = minor * rate_n * (10**shift if shift > 0 else 1)
     denominator = rate_d * (10**-shift if shift < 0 else 1)
     if denominator < 0:
         numerator, denominator = -numerator, -denominator
-    return round_half_even(numerator, denominator)
+    unit = step(to_currency)
+    return round_half_even(numerator, denominator * unit) * unit

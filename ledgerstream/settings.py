@@ -102,7 +102,12 @@ class StripeSettings(_Base):
     stripe_api_base: str = Field(
         "https://api.stripe.com", description="point at stripe-mock or the test double locally"
     )
-    stripe_api_version: str = Field("2025-03-31.basil", description="pinned Stripe-Version")
+    stripe_api_version: str = Field(
+        "2024-06-20", description="pinned Stripe-Version (the shapes the mapping reads)"
+    )
+    stripe_max_requests_per_s: float = Field(
+        20.0, description="client-side request rate limit (Stripe: 25/s test, 100/s live)"
+    )
     stripe_webhook_secrets: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
         description="endpoint signing secrets, JSON list or comma-separated (several: rotation)",

@@ -19,8 +19,9 @@ from ledgerstream import settings
 @dataclass(frozen=True)
 class TopicSpec:
     name: str
-    schema: str | None  # schemas/<schema>.avsc; None for raw bytes (dead letters)
+    schema: str | None  # schemas/<schema>.avsc; None for JSON values (internal state)
     compacted: bool = False
+    dead_letters: bool = True
 
 
 STRIPE_CUSTOMER = TopicSpec("stripe.customer", "stripe_customer")
@@ -35,8 +36,10 @@ STRIPE_PRICE = TopicSpec("stripe.price", "stripe_price", compacted=True)
 STRIPE_COUPON = TopicSpec("stripe.coupon", "stripe_coupon", compacted=True)
 NETSUITE_COMMANDS = TopicSpec("netsuite.commands", "netsuite_command")
 NETSUITE_BACKREFS = TopicSpec("netsuite.backrefs", "netsuite_backref", compacted=True)
+# durable positions of the pollers (last Stripe event seen), one key per poller
+CURSORS = TopicSpec("ledgerstream.cursors", None, compacted=True, dead_letters=False)
 
-# the topics a Stripe event is published to (see producers.records.route)
+# the topics a Stripe event is published to (see ledgerstream.stripe_records.route)
 STRIPE_TOPICS = (
     STRIPE_CUSTOMER,
     STRIPE_INVOICE,
@@ -48,7 +51,7 @@ STRIPE_TOPICS = (
     STRIPE_PRICE,
     STRIPE_COUPON,
 )
-ALL = (*STRIPE_TOPICS, STRIPE_PAYOUT_TRANSACTIONS, NETSUITE_COMMANDS, NETSUITE_BACKREFS)
+ALL = (*STRIPE_TOPICS, STRIPE_PAYOUT_TRANSACTIONS, NETSUITE_COMMANDS, NETSUITE_BACKREFS, CURSORS)
 
 
 def name(spec: TopicSpec) -> str:
@@ -71,7 +74,10 @@ def ensure_all(specs: tuple[TopicSpec, ...] = ALL) -> list[str]:
     wanted: list[NewTopic] = []
     for spec in specs:
         config = {"cleanup.policy": "compact"} if spec.compacted else {}
-        for topic, conf in ((name(spec), config), (dlq_name(spec), {})):
+        wanted_names = [(name(spec), config)]
+        if spec.dead_letters:
+            wanted_names.append((dlq_name(spec), {}))
+        for topic, conf in wanted_names:
             if topic not in existing:
                 wanted.append(
                     NewTopic(
@@ -92,8 +98,27 @@ def ensure_all(specs: tuple[TopicSpec, ...] = ALL) -> list[str]:
                     raise
                 lines.append(f"exists  {topic}")
     created = {t.topic for t in wanted}
+    _wait_for_leaders(client, created)
     for spec in specs:
-        for topic in (name(spec), dlq_name(spec)):
+        for topic in (name(spec), *([dlq_name(spec)] if spec.dead_letters else [])):
             if topic not in created:
                 lines.append(f"exists  {topic}")
     return lines
+
+
+def _wait_for_leaders(client: AdminClient, names: set[str], timeout: float = 30.0) -> None:
+    """New topics are usable once every partition has a leader."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while names and time.monotonic() < deadline:
+        md = client.list_topics(timeout=10).topics
+        if all(
+            n in md
+            and md[n].error is None
+            and md[n].partitions
+            and all(p.leader >= 0 for p in md[n].partitions.values())
+            for n in names
+        ):
+            return
+        time.sleep(0.2)

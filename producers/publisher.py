@@ -10,19 +10,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
 from ledgerstream import settings, topics
+from ledgerstream import stripe_records as records
 from ledgerstream.avro import Serde
-from producers import records
 
 log = logging.getLogger(__name__)
 
 
 class PublishError(RuntimeError):
     pass
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One encoded record on its way to Kafka."""
+
+    topic: str
+    key: str
+    value: bytes
+    headers: list[tuple[str, str | bytes | None]]
 
 
 class EventPublisher:
@@ -39,7 +50,8 @@ class EventPublisher:
         }
         self._producer = Producer(conf)
         self._serdes = {
-            spec.name: Serde(topics.name(spec), spec.schema or "") for spec in topics.STRIPE_TOPICS
+            spec.name: Serde(topics.name(spec), spec.schema or "")
+            for spec in (*topics.STRIPE_TOPICS, topics.STRIPE_PAYOUT_TRANSACTIONS)
         }
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="kafka-poll", daemon=True)
@@ -50,23 +62,49 @@ class EventPublisher:
         while not self._stop.is_set():
             self._producer.poll(0.1)
 
-    def prepare(self, event: dict[str, Any]) -> tuple[str, str, bytes] | None:
-        """Validate and encode; None for an event type we do not handle."""
+    def encode_event(self, event: dict[str, Any]) -> Outgoing | None:
+        """Validate and encode a Stripe Event; None for an event type we do not handle."""
         records.validate_event(event)
         spec = records.route(event["type"])
         if spec is None:
             return None
+        return self._encode(spec, event)
+
+    def encode_object(self, obj: dict[str, Any]) -> Outgoing | None:
+        """Encode an object read from a list endpoint (backfill) like a live event of it."""
+        event = records.object_event(obj)
+        spec = records.route(event["type"])
+        return None if spec is None else self._encode(spec, event)
+
+    def _encode(self, spec: topics.TopicSpec, event: dict[str, Any]) -> Outgoing:
         record = records.to_record(spec, event)
         key = records.key_for(spec, event["data"]["object"])
-        return topics.name(spec), key, self._serdes[spec.name].dumps(record)
+        headers: list[tuple[str, str | bytes | None]] = [
+            ("stripe-event-type", event["type"].encode())
+        ]
+        if event.get("id"):
+            headers.append(("stripe-event-id", str(event["id"]).encode()))
+        return Outgoing(topics.name(spec), key, self._serdes[spec.name].dumps(record), headers)
+
+    def encode_payout_transactions(
+        self, payout: dict[str, Any], txns: list[dict[str, Any]]
+    ) -> list[Outgoing]:
+        """The payout's balance transactions, one record each, keyed by payout id."""
+        serde = self._serdes[topics.STRIPE_PAYOUT_TRANSACTIONS.name]
+        topic = topics.name(topics.STRIPE_PAYOUT_TRANSACTIONS)
+        out = []
+        for index, txn in enumerate(txns):
+            source = txn.get("source") if isinstance(txn.get("source"), dict) else None
+            record = records.payout_transaction(payout, txn, index, len(txns), source)
+            out.append(Outgoing(topic, payout["id"], serde.dumps(record), []))
+        return out
 
     async def publish(self, event: dict[str, Any]) -> str | None:
-        """Publish one event; return the topic, or None when its type is ignored."""
-        prepared = self.prepare(event)
+        """Publish one event and await the broker's ack; the topic, or None when ignored."""
+        prepared = self.encode_event(event)
         if prepared is None:
             self.counts["ignored"] += 1
             return None
-        topic, key, value = prepared
         loop = asyncio.get_running_loop()
         done: asyncio.Future[Message] = loop.create_future()
 
@@ -76,22 +114,41 @@ class EventPublisher:
             else:
                 loop.call_soon_threadsafe(_set_result, done, msg)
 
-        headers = [
-            ("stripe-event-id", event["id"].encode()),
-            ("stripe-event-type", event["type"].encode()),
-        ]
+        self._produce(prepared, on_delivery)
+        await done
+        self.counts["published"] += 1
+        return prepared.topic
+
+    def _produce(self, out: Outgoing, on_delivery: Any) -> None:
         try:
             self._producer.produce(
-                topic, value=value, key=key.encode(), headers=headers, on_delivery=on_delivery
+                out.topic,
+                value=out.value,
+                key=out.key.encode(),
+                headers=out.headers,
+                on_delivery=on_delivery,
             )
         except BufferError as exc:
             raise PublishError("producer queue is full") from exc
-        await done
-        self.counts["published"] += 1
-        return topic
 
-    def publish_sync(self, event: dict[str, Any]) -> str | None:
-        return asyncio.run(self.publish(event))
+    def send_all(self, outgoing: list[Outgoing], timeout: float = 60.0) -> None:
+        """Produce a batch and return once the broker acknowledged every record (or raise)."""
+        errors: list[str] = []
+
+        def on_delivery(err: KafkaError | None, msg: Message) -> None:
+            if err is not None:
+                errors.append(str(err))
+
+        for out in outgoing:
+            while True:
+                try:
+                    self._produce(out, on_delivery)
+                    break
+                except PublishError:
+                    self._producer.flush(1.0)  # queue full: let deliveries drain
+        if self._producer.flush(timeout) or errors:
+            raise PublishError(f"{len(errors) or 'some'} record(s) not acknowledged: {errors[:3]}")
+        self.counts["published"] += len(outgoing)
 
     def ready(self, timeout: float = 2.0) -> bool:
         try:

@@ -20,8 +20,8 @@ import stripe
 from aiohttp import web
 
 from ledgerstream import settings
+from ledgerstream.stripe_records import BadEvent
 from producers.publisher import EventPublisher, PublishError
-from producers.records import BadEvent
 
 log = logging.getLogger(__name__)
 

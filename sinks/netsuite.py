@@ -41,7 +41,7 @@ from tenacity import (
 from ledgerstream import settings, topics
 from ledgerstream.avro import Serde
 from ledgerstream.commands import Command, canonical_json, resolve_refs, sublists
-from ledgerstream.kafka_util import dead_letter_headers, is_real_error, where
+from ledgerstream.kafka_util import dead_letter_headers, end_offset, is_real_error, where
 from sinks.netsuite_client import NetSuiteClient, NetSuiteResponseError
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ class BackrefIndex:
         parts = [TopicPartition(self.topic, p, 0) for p in md.partitions]
         self.consumer.assign(parts)
         self._ends = {
-            p.partition: self.consumer.get_watermark_offsets(p, timeout=10)[1] for p in parts
+            p.partition: end_offset(self.consumer, self.topic, p.partition) for p in parts
         }
 
     def load(self) -> None:

@@ -14,7 +14,7 @@ from ledgerstream import topics
 from ledgerstream.avro import SCHEMA_DIR, Serde, schema_names
 from ledgerstream.commands import Command, ref
 from ledgerstream.fixtures import slice_events
-from producers.records import route, to_record
+from ledgerstream.stripe_records import route, to_record
 
 
 def fields_without_doc(schema: Any, path: str = "") -> list[str]:
@@ -44,7 +44,7 @@ def test_schema_is_valid_and_documented(name: str) -> None:
 
 
 def test_every_topic_has_its_schema_file() -> None:
-    assert {spec.schema for spec in topics.ALL} <= set(schema_names())
+    assert {spec.schema for spec in topics.ALL if spec.schema} <= set(schema_names())
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import pytest
 
 from ledgerstream import topics
 from ledgerstream.fixtures import slice_events
-from producers.records import BadEvent, key_for, route, to_record, validate_event
+from ledgerstream.stripe_records import BadEvent, key_for, route, to_record, validate_event
 
 
 def test_routing() -> None:

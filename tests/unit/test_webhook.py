@@ -14,8 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledgerstream import settings as app_settings
+from ledgerstream import stripe_records as records
 from ledgerstream.fixtures import signed, slice_events
-from producers import records, webhook
+from producers import webhook
 from producers.publisher import PublishError
 
 SECRET, OLD_SECRET = "whsec_current", "whsec_previous"

@@ -63,6 +63,36 @@ def route(event_type: str) -> TopicSpec | None:
     return best[1]
 
 
+# the event type a list-endpoint object is published under (routes like a live event)
+_BACKFILL_TYPES = {
+    "customer": "customer.backfill",
+    "invoice": "invoice.backfill",
+    "charge": "charge.backfill",
+    "refund": "refund.backfill",
+    "dispute": "charge.dispute.backfill",
+    "credit_note": "credit_note.backfill",
+    "payout": "payout.backfill",
+    "price": "price.backfill",
+    "coupon": "coupon.backfill",
+}
+
+
+def object_event(obj: dict[str, Any]) -> dict[str, Any]:
+    """An Event-shaped envelope for an object read from a list endpoint (no event id)."""
+    kind = obj.get("object")
+    if kind not in _BACKFILL_TYPES:
+        raise BadEvent(f"objects of type {kind!r} are not published")
+    return {
+        "id": None,
+        "object": "event",
+        "type": _BACKFILL_TYPES[str(kind)],
+        "created": int(obj.get("created") or 0),
+        "api_version": None,
+        "livemode": bool(obj.get("livemode", False)),
+        "data": {"object": obj},
+    }
+
+
 def validate_event(event: Any) -> dict[str, Any]:
     if not isinstance(event, dict) or event.get("object") != "event":
         raise BadEvent("payload is not a Stripe Event object (object != 'event')")
