@@ -188,6 +188,14 @@ def producer_backfill(
     click.echo(" ".join(f"{k}={v}" for k, v in sorted(counts.items())))
 
 
+@producer.command("route")
+def producer_route() -> None:
+    """Turn raw stripe.events into the typed object topics, fetching what events lack."""
+    from producers.router import run
+
+    run()
+
+
 @producer.command("payout-contents")
 def producer_payout_contents() -> None:
     """Fetch and publish the balance transactions of every paid automatic payout."""

@@ -118,6 +118,8 @@ class Pipeline:
         self.cli("topics")
         self.start("emulator", "emulator", "netsuite")
         self.start("webhook", "producer", "webhook")
+        self.start("router", "producer", "route")
+        self.start("payouts", "producer", "payout-contents")
         self.start("processor", "processor", "worker")
         self.start("sink", "sink", "netsuite")
         self.start("metadata", "sink", "stripe-metadata")

@@ -20,6 +20,10 @@ class BadEvent(ValueError):
     """The payload is not a Stripe Event object we can read."""
 
 
+def timestamp(seconds: int) -> datetime:
+    return datetime.fromtimestamp(int(seconds), UTC)
+
+
 def _ts(seconds: int | None) -> datetime | None:
     return None if seconds is None else datetime.fromtimestamp(int(seconds), UTC)
 

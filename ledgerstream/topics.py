@@ -24,6 +24,8 @@ class TopicSpec:
     dead_letters: bool = True
 
 
+# every Stripe event as it arrived (key: object id); the router types and enriches them
+STRIPE_EVENTS = TopicSpec("stripe.events", "stripe_event")
 STRIPE_CUSTOMER = TopicSpec("stripe.customer", "stripe_customer")
 STRIPE_INVOICE = TopicSpec("stripe.invoice", "stripe_invoice")
 STRIPE_CHARGE = TopicSpec("stripe.charge", "stripe_charge")
@@ -51,7 +53,14 @@ STRIPE_TOPICS = (
     STRIPE_PRICE,
     STRIPE_COUPON,
 )
-ALL = (*STRIPE_TOPICS, STRIPE_PAYOUT_TRANSACTIONS, NETSUITE_COMMANDS, NETSUITE_BACKREFS, CURSORS)
+ALL = (
+    STRIPE_EVENTS,
+    *STRIPE_TOPICS,
+    STRIPE_PAYOUT_TRANSACTIONS,
+    NETSUITE_COMMANDS,
+    NETSUITE_BACKREFS,
+    CURSORS,
+)
 
 
 def name(spec: TopicSpec) -> str:

@@ -49,7 +49,7 @@ class CatchUpPoller:
             for event in page:
                 result.events += 1
                 try:
-                    encoded = self.publisher.encode_event(event)
+                    encoded = self.publisher.encode_event(event, source="events_api")
                 except BadEvent as exc:
                     result.rejected += 1
                     log.warning("event %s rejected: %s", event.get("id"), exc)

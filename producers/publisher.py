@@ -1,4 +1,8 @@
-"""Publishing Stripe events to the object topics, awaiting the broker's acknowledgement.
+"""Publishing Stripe events to Kafka, awaiting the broker's acknowledgement.
+
+Every source (webhook, Events API poller, replay file, backfill) writes the event unchanged to
+``stripe.events``; the router (``producers.router``) fetches what an event does not carry and
+writes the typed records of the object topics, so all sources take exactly one path.
 
 Guarantee: ``publish`` returns only after the broker acknowledged the record (acks=all,
 idempotent producer), so a webhook answered 2xx is durably in Kafka. A failure raises, and the
@@ -8,6 +12,7 @@ caller answers 5xx so that Stripe retries.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 from dataclasses import dataclass
@@ -51,7 +56,11 @@ class EventPublisher:
         self._producer = Producer(conf)
         self._serdes = {
             spec.name: Serde(topics.name(spec), spec.schema or "")
-            for spec in (*topics.STRIPE_TOPICS, topics.STRIPE_PAYOUT_TRANSACTIONS)
+            for spec in (
+                topics.STRIPE_EVENTS,
+                *topics.STRIPE_TOPICS,
+                topics.STRIPE_PAYOUT_TRANSACTIONS,
+            )
         }
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="kafka-poll", daemon=True)
@@ -62,28 +71,47 @@ class EventPublisher:
         while not self._stop.is_set():
             self._producer.poll(0.1)
 
-    def encode_event(self, event: dict[str, Any]) -> Outgoing | None:
-        """Validate and encode a Stripe Event; None for an event type we do not handle."""
+    def encode_event(self, event: dict[str, Any], source: str = "webhook") -> Outgoing | None:
+        """Validate a Stripe Event for the raw topic; None for a type the pipeline ignores."""
         records.validate_event(event)
+        if records.route(event["type"]) is None:
+            return None
+        return self._raw(event, source)
+
+    def encode_object(self, obj: dict[str, Any]) -> Outgoing | None:
+        """An object read from a list endpoint (backfill), in an Event envelope."""
+        event = records.object_event(obj)
+        return None if records.route(event["type"]) is None else self._raw(event, "backfill")
+
+    def _raw(self, event: dict[str, Any], source: str) -> Outgoing:
+        obj = event["data"]["object"]
+        record = {
+            "event_id": event.get("id"),
+            "event_type": event["type"],
+            "event_created": records.timestamp(event["created"]),
+            "object_type": str(obj.get("object") or ""),
+            "object_id": str(obj["id"]),
+            "source": source,
+            "event_json": json.dumps(event, separators=(",", ":")),
+        }
+        headers: list[tuple[str, str | bytes | None]] = [("stripe-event-type", event["type"])]
+        if event.get("id"):
+            headers.append(("stripe-event-id", str(event["id"])))
+        serde = self._serdes[topics.STRIPE_EVENTS.name]
+        return Outgoing(
+            topics.name(topics.STRIPE_EVENTS), str(obj["id"]), serde.dumps(record), headers
+        )
+
+    def encode_typed(self, event: dict[str, Any]) -> Outgoing | None:
+        """The typed record of an event's object, for its object topic (the router's output)."""
         spec = records.route(event["type"])
         if spec is None:
             return None
-        return self._encode(spec, event)
-
-    def encode_object(self, obj: dict[str, Any]) -> Outgoing | None:
-        """Encode an object read from a list endpoint (backfill) like a live event of it."""
-        event = records.object_event(obj)
-        spec = records.route(event["type"])
-        return None if spec is None else self._encode(spec, event)
-
-    def _encode(self, spec: topics.TopicSpec, event: dict[str, Any]) -> Outgoing:
         record = records.to_record(spec, event)
         key = records.key_for(spec, event["data"]["object"])
-        headers: list[tuple[str, str | bytes | None]] = [
-            ("stripe-event-type", event["type"].encode())
-        ]
+        headers: list[tuple[str, str | bytes | None]] = [("stripe-event-type", event["type"])]
         if event.get("id"):
-            headers.append(("stripe-event-id", str(event["id"]).encode()))
+            headers.append(("stripe-event-id", str(event["id"])))
         return Outgoing(topics.name(spec), key, self._serdes[spec.name].dumps(record), headers)
 
     def encode_payout_transactions(

@@ -27,7 +27,7 @@ def replay_lines(
             continue
         try:
             event: Any = json.loads(line)
-            encoded = publisher.encode_event(event)
+            encoded = publisher.encode_event(event, source="replay")
         except (ValueError, BadEvent) as exc:
             problems.append((number, str(exc)[:200]))
             counts["rejected"] += 1

@@ -32,6 +32,10 @@ def deliver(pipeline: Pipeline, events: list[dict], secret: str | None = None) -
     return codes
 
 
+def updates(proxy: RecordingProxy) -> list:
+    return [x for x in proxy.exchanges if x.method == "POST"]
+
+
 def test_slice_writes_one_customer_invoice_and_applied_payment(pipeline: Pipeline) -> None:
     proxy = RecordingProxy(url_of_stripe_mock())
     pipeline.extra_env["LEDGER_STRIPE_API_BASE"] = proxy.url
@@ -39,6 +43,7 @@ def test_slice_writes_one_customer_invoice_and_applied_payment(pipeline: Pipelin
         pipeline.start_all()
         events = slice_events(seed=pipeline.name)
         cus, inv, ch = (e["data"]["object"]["id"] for e in events)
+        txn = events[2]["data"]["object"]["balance_transaction"]
 
         assert deliver(pipeline, events) == [200, 200, 200]
         records = pipeline.wait_for_records({"customer": 1, "invoice": 1, "customerPayment": 1})
@@ -68,9 +73,9 @@ def test_slice_writes_one_customer_invoice_and_applied_payment(pipeline: Pipelin
             f"/v1/charges/{ch}": f"metadata[netsuite_customer_payment_id]={payment['id']}",
         }
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(proxy.exchanges) < 3:
+        while time.monotonic() < deadline and len(updates(proxy)) < 3:
             time.sleep(0.3)
-        seen = {x.path: x for x in proxy.exchanges}
+        seen = {x.path: x for x in updates(proxy)}
         assert set(seen) == set(expected)
         for path, form in expected.items():
             assert seen[path].method == "POST"
@@ -83,20 +88,29 @@ def test_slice_writes_one_customer_invoice_and_applied_payment(pipeline: Pipelin
         commands_before = sum(end_offsets(commands_topic).values())
         assert deliver(pipeline, events) == [200, 200, 200]
         stripe_topics = [pipeline.prefix + s.name for s in topics.STRIPE_TOPICS]
+        wait_caught_up(
+            f"{pipeline.prefix}ledgerstream-router", [pipeline.prefix + topics.STRIPE_EVENTS.name]
+        )
         wait_caught_up(f"{pipeline.name}-processor", stripe_topics)
         wait_caught_up(f"{pipeline.name}-netsuite-sink", [commands_topic])
         assert sum(end_offsets(commands_topic).values()) == commands_before == 3
         after = pipeline.records()
         assert after == before  # same ids, bodies, versions and lastModifiedDate
         assert all(r["version"] == 1 for r in after)
-        assert len(proxy.exchanges) == 3
+        assert len(updates(proxy)) == 3
+        # the router's fetch of the charge's balance transaction was a valid call too
+        fetches = [x for x in proxy.exchanges if x.method == "GET"]
+        assert [x.path for x in fetches] == [f"/v1/balance_transactions/{txn}"] * len(fetches)
+        assert fetches and all(x.status == 200 for x in fetches)
     finally:
         proxy.close()
 
 
 def test_forged_signature_gets_400_and_publishes_nothing(pipeline: Pipeline) -> None:
     pipeline.start_all()
-    stripe_topics = [pipeline.prefix + s.name for s in topics.STRIPE_TOPICS]
+    stripe_topics = [
+        pipeline.prefix + s.name for s in (topics.STRIPE_EVENTS, *topics.STRIPE_TOPICS)
+    ]
     before = {t: end_offsets(t) for t in stripe_topics}
     events = slice_events(seed=pipeline.name)
 
