@@ -24,7 +24,12 @@ test-unit: install ## unit and contract tests only (no servers)
 lint: install ## ruff and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy ledgerstream producers processors sinks
+	$(BIN)/mypy ledgerstream producers processors sinks benchmarks
+
+bench: install ## print benchmark figures (webhook latency, backfill rate, generator)
+	$(BIN)/python -m benchmarks.webhook_bench
+	$(BIN)/python -m benchmarks.backfill_bench
+	$(BIN)/python scripts/generator_bench.py
 
 stack-up: install ## start Kafka, Apicurio Registry and stripe-mock (fetched and cached on first use)
 	$(BIN)/ledgerstream stack up
@@ -45,4 +50,4 @@ clean: ## remove the virtualenv and the stack's state (not the download cache)
 	-$(BIN)/ledgerstream stack down
 	rm -rf $(VENV) .stack .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
-.PHONY: help install demo test test-unit lint stack-up stack-down stack-status docker-up docker-down clean
+.PHONY: help install demo test test-unit lint bench stack-up stack-down stack-status docker-up docker-down clean

@@ -68,6 +68,9 @@ class KafkaSettings(_Base):
         None, description="user:password for the registry, if it needs one"
     )
     topic_prefix: str = Field("", description="prefix of every topic name (isolates tests/tenants)")
+    publish_timeout_ms: int = Field(
+        15000, description="how long a webhook waits for the broker's ack before answering 503"
+    )
     topic_partitions: int = 3
     topic_replication_factor: int = 1
 

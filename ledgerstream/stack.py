@@ -361,6 +361,8 @@ class Kafka(Server):
         from confluent_kafka.admin import AdminClient
 
         conf = settings.kafka().client_config()
+        if not self.external():
+            conf["bootstrap.servers"] = f"127.0.0.1:{self.cfg.kafka_port}"
         admin = AdminClient({**conf, "log_level": 0})  # "connection refused" is expected here
         md = admin.list_topics(timeout=5)
         if not md.brokers:

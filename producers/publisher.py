@@ -44,13 +44,15 @@ class Outgoing:
 class EventPublisher:
     """Routes Stripe events to their topics; one idempotent Kafka producer for all of them."""
 
-    def __init__(self, delivery_timeout_ms: int = 15000):
+    def __init__(self, delivery_timeout_ms: int | None = None):
+        timeout = delivery_timeout_ms or settings.kafka().publish_timeout_ms
         conf = {
             **settings.kafka().client_config(),
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 2,
-            "delivery.timeout.ms": delivery_timeout_ms,
+            "delivery.timeout.ms": timeout,
+            "request.timeout.ms": min(30000, timeout),
             "client.id": "ledgerstream-producer",
         }
         self._producer = Producer(conf)

@@ -120,44 +120,6 @@ def wait_caught_up(group: str, topics: list[str], timeout: float = 90) -> None:
         time.sleep(0.5)
 
 
-class AppThread:
-    """An aiohttp application served on a free loopback port from a background thread."""
-
-    def __init__(self, app: Any):
-        import asyncio
-
-        from aiohttp import web
-
-        self.loop = asyncio.new_event_loop()
-        self.runner = web.AppRunner(app)
-        ready = threading.Event()
-
-        def run() -> None:
-            asyncio.set_event_loop(self.loop)
-            self.loop.run_until_complete(self.runner.setup())
-            site = web.TCPSite(self.runner, "127.0.0.1", 0)
-            self.loop.run_until_complete(site.start())
-            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            ready.set()
-            self.loop.run_forever()
-
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("server did not start")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def close(self) -> None:
-        import asyncio
-
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-
-
 def consume_all(topic: str, timeout: float = 30) -> list[Any]:
     """Every record of ``topic`` up to its current end offsets."""
     ends = end_offsets(topic)

@@ -1,0 +1,92 @@
+"""A broker that is down when a webhook arrives: 503 (Stripe retries), nothing is lost.
+
+Runs its own single-node Kafka (same jars as the stack, its own ports and data) so that it can
+be stopped and restarted without disturbing the other tests.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from ledgerstream import settings, topics
+from ledgerstream.avro import Serde
+from ledgerstream.fixtures import signed, slice_events
+from ledgerstream.pipeline import Pipeline, free_port
+from ledgerstream.stack import Kafka
+from tests.integration.helpers import consume_all
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("local_stack")]
+
+
+def post(pipeline: Pipeline, event: dict) -> int:
+    body, signature = signed(event, pipeline.webhook_secret)
+    return requests.post(
+        pipeline.webhook_url, data=body, timeout=60, headers={"Stripe-Signature": signature}
+    ).status_code
+
+
+def test_webhook_answers_503_while_the_broker_is_down_and_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        pytest.fail("this test runs its own broker; unset KAFKA_BOOTSTRAP_SERVERS")
+    cfg = settings.StackSettings(
+        stack_state_dir=tmp_path / "stack",
+        kafka_port=free_port(),
+        kafka_controller_port=free_port(),
+    )
+    broker = Kafka(cfg)
+    bootstrap = f"127.0.0.1:{cfg.kafka_port}"
+    pipeline = Pipeline(
+        tmp_path / "run",
+        extra_env={
+            "LEDGER_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "LEDGER_PUBLISH_TIMEOUT_MS": "4000",
+        },
+    )
+    try:
+        assert broker.start()
+        broker.wait_ready()
+        pipeline.cli("topics")
+        pipeline.start("webhook", "producer", "webhook")
+        pipeline.wait_http(f"http://127.0.0.1:{pipeline.webhook_port}/readyz", "webhook")
+        first, second = slice_events(seed=pipeline.name)[:2]
+        assert post(pipeline, first) == 200
+
+        broker.stop()
+        started = time.monotonic()
+        assert post(pipeline, second) == 503  # Stripe will retry it
+        assert time.monotonic() - started < 30
+        health = requests.get(f"http://127.0.0.1:{pipeline.webhook_port}/healthz", timeout=5)
+        assert health.status_code == 200  # the server is still up
+        ready = requests.get(f"http://127.0.0.1:{pipeline.webhook_port}/readyz", timeout=10)
+        assert ready.status_code == 503
+
+        assert broker.start()  # same data directory: the first event is still there
+        broker.wait_ready()
+        deadline = time.monotonic() + 60
+        status = 0
+        while time.monotonic() < deadline and status != 200:  # Stripe's retries
+            status = post(pipeline, second)
+            time.sleep(1)
+        assert status == 200
+    finally:
+        pipeline.stop()
+    monkeypatch.setenv("LEDGER_KAFKA_BOOTSTRAP_SERVERS", bootstrap)
+    monkeypatch.setenv("LEDGER_TOPIC_PREFIX", pipeline.prefix)
+    settings.kafka.cache_clear()
+    try:
+        name = topics.name(topics.STRIPE_EVENTS)
+        serde = Serde(name, "stripe_event")
+        ids = [serde.loads(m.value())["event_id"] for m in consume_all(name)]
+        assert ids.count(first["id"]) == 1
+        assert ids.count(second["id"]) >= 1  # at least once; downstream effects are upserts
+        assert set(ids) == {first["id"], second["id"]}
+    finally:
+        settings.kafka.cache_clear()
+        broker.stop()
