@@ -22,7 +22,7 @@ import stripe
 from ledgerstream import settings, topics
 from ledgerstream.avro import Serde
 from ledgerstream.generator import History, Scenario, generate
-from ledgerstream.pipeline import AppThread, consume_all
+from ledgerstream.pipeline import AppThread
 from ledgerstream.stack import url_of_stripe_mock
 from ledgerstream.stripe_double import StripeDouble
 from producers.backfill import backfill
@@ -32,6 +32,7 @@ from producers.poller import CatchUpPoller
 from producers.publisher import EventPublisher
 from producers.router import Router
 from producers.stripe_api import StripeAPI
+from tests.integration.helpers import consume_all
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("local_stack")]
 
