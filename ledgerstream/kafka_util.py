@@ -21,14 +21,14 @@ def is_real_error(msg: Message) -> bool:
 
 
 def dead_letter_headers(
-    topic: str, partition: int, offset: int, exc: BaseException
+    topic: str, partition: int, offset: int, exc: BaseException, error_class: str | None = None
 ) -> list[tuple[str, bytes]]:
     """Kafka Connect-style headers naming where a dead letter came from and why."""
     return [
         ("dlq.topic", topic.encode()),
         ("dlq.partition", str(partition).encode()),
         ("dlq.offset", str(offset).encode()),
-        ("dlq.exception.class", type(exc).__name__.encode()),
+        ("dlq.exception.class", (error_class or type(exc).__name__).encode()),
         ("dlq.exception.message", str(exc).encode()),
     ]
 

@@ -193,6 +193,9 @@ class ProcessorSettings(_Base):
         str(PROJECT_ROOT / ".stack" / "faust"), description="RocksDB table directory"
     )
     processor_store: str = Field("rocksdb://", description="faust table store URL")
+    processor_wait_s: float = Field(
+        900.0, description="how long a record waits for its partner before it is reported"
+    )
 
 
 class SinkSettings(_Base):

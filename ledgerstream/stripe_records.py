@@ -241,6 +241,7 @@ def _invoice(obj: dict[str, Any], event_type: str) -> dict[str, Any]:
         "voided_at": _ts(transitions.get("voided_at")),
         "marked_uncollectible_at": _ts(transitions.get("marked_uncollectible_at")),
         "billing_reason": obj.get("billing_reason"),
+        "charge": _id(obj.get("charge")),
     }
 
 
@@ -436,6 +437,9 @@ def payout_transaction(
         "source": _id(txn.get("source")),
         "source_amount": None if source is None else source.get("amount"),
         "source_currency": None if source is None else source.get("currency"),
+        "source_metadata": {
+            str(k): str(v) for k, v in ((source or {}).get("metadata") or {}).items()
+        },
         "created": _ts(txn.get("created") or 0),
         "available_on": _ts(txn.get("available_on") or txn.get("created") or 0),
         "object_json": json.dumps(txn, sort_keys=True, separators=(",", ":")),

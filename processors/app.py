@@ -1,17 +1,31 @@
 """The faust application: Stripe object topics in, NetSuite commands out.
 
-Guarantee: at-least-once. Offsets are committed by faust after an event was processed, and every
-output is a deterministic command keyed by its NetSuite record, so reprocessing after a crash
-emits the same commands again (the ``emitted`` table suppresses exact repeats).
+Every record goes through ``Ledger`` (``ledgerstream.accounting.ledger``): its latest state is
+kept in a RocksDB table with a changelog topic, and the commands of the object and of what
+depends on it are recomputed and sent to ``netsuite.commands`` when they changed.
 
-Partitioning: the receivables topics are keyed by Stripe customer id and have the same
-partition count, so a customer's customer, invoices and charges are in the same partition
-number on every topic and the tables below are local lookups (faust has no join API).
+Guarantee: at-least-once. faust commits a record's offset after the agent processed it; a
+crash replays the uncommitted records, tables are rebuilt from their changelogs, and since
+every command is a pure function of the latest states (keyed by its NetSuite record), the
+replay sends nothing new or the same commands again (the ``emitted`` table drops exact repeats).
 
-Tables (RocksDB, changelog-backed, rebuilt on restart or rebalance):
-- ``invoices``: invoice id → the invoice's NetSuite-relevant summary;
-- ``pending_payments``: invoice id → charges that arrived before their invoice;
-- ``emitted``: command key → command_id of the last command sent for that record.
+Partitioning: the receivables topics (customer, invoice, charge, refund, dispute, credit note)
+are keyed by Stripe customer id and have the same partition count, so one worker holds every
+state of a customer and the joins (invoice ⋈ charge, refund/dispute ⋈ charge ⋈ invoice, credit
+note ⋈ invoice) are local table lookups (faust has no join API). Charges with no customer are
+keyed by their own id, and their refunds by the charge id (the router adds the charge to them),
+so they meet too. Payouts and their balance transactions are keyed by payout id. Scale out by
+starting more workers with the same ``LEDGER_APP_ID``: faust assigns the same partition number
+of every co-partitioned topic to the same worker.
+
+Out of order: a record whose partner has not arrived (payment before its invoice, refund before
+its charge, deposit before all its transactions) waits in the tables and is booked when the
+partner arrives. After ``LEDGER_PROCESSOR_WAIT_S`` a waiting record is reported on its topic's
+dead-letter topic (reason: what it waits for) — it stays booked-on-arrival — and an incomplete
+deposit is posted with a labelled variance line when ``deposit_variance_policy=post``.
+
+Poison: a record that cannot be decoded or mapped goes to ``<topic>.dlq`` with
+topic/partition/offset and the reason; the worker carries on.
 """
 
 from __future__ import annotations
@@ -19,44 +33,29 @@ from __future__ import annotations
 import logging
 import os
 import ssl
+import time
 from typing import Any
 
 import faust
-from faust.serializers import codecs
 
 from ledgerstream import settings, topics
-from ledgerstream.accounting import (
-    UnmappedError,
-    customer_commands,
-    invoice_commands,
-    payment_commands,
-)
-from ledgerstream.accounting.model import Charge, Customer, Invoice
+from ledgerstream.accounting.ledger import Ledger, Outcome
 from ledgerstream.avro import Serde
 from ledgerstream.commands import Command
 from ledgerstream.kafka_util import dead_letter_headers
 
 log = logging.getLogger(__name__)
 
-
-class AvroCodec(codecs.Codec):
-    """Confluent wire-format Avro through the schema registry, for one topic's values."""
-
-    def __init__(self, topic: str, schema: str, **kwargs: Any):
-        super().__init__(topic=topic, schema=schema, **kwargs)
-        self._serde: Serde | None = None
-
-    @property
-    def serde(self) -> Serde:
-        if self._serde is None:
-            self._serde = Serde(self.kwargs["topic"], self.kwargs["schema"])
-        return self._serde
-
-    def _dumps(self, obj: Any) -> bytes:
-        return self.serde.dumps(obj)
-
-    def _loads(self, s: bytes) -> Any:
-        return self.serde.loads(s)
+INPUTS = (
+    topics.STRIPE_CUSTOMER,
+    topics.STRIPE_INVOICE,
+    topics.STRIPE_CHARGE,
+    topics.STRIPE_REFUND,
+    topics.STRIPE_DISPUTE,
+    topics.STRIPE_CREDIT_NOTE,
+    topics.STRIPE_PAYOUT,
+    topics.STRIPE_PAYOUT_TRANSACTIONS,
+)
 
 
 def _credentials(cfg: settings.KafkaSettings) -> Any:
@@ -74,29 +73,20 @@ def _credentials(cfg: settings.KafkaSettings) -> Any:
     return faust.SSLCredentials(context)
 
 
-def _topic(app: faust.App, spec: topics.TopicSpec) -> faust.TopicT:
-    name = topics.name(spec)
-    return app.topic(
-        name,
-        key_type=bytes,
-        key_serializer="raw",
-        value_serializer=AvroCodec(name, spec.schema or ""),
-        partitions=settings.kafka().topic_partitions,
-    )
-
-
 def create_app(web_port: int = 6066) -> faust.App:
     kafka = settings.kafka()
     proc = settings.ProcessorSettings()
     cfg = settings.accounting()
     brokers = ";".join(f"kafka://{h}" for h in kafka.kafka_bootstrap_servers.split(","))
-    os.makedirs(proc.processor_data_dir, exist_ok=True)
+    datadir = os.path.join(proc.processor_data_dir, proc.app_id, str(web_port))
+    os.makedirs(datadir, exist_ok=True)
     app = faust.App(
         proc.app_id,
         broker=brokers,
         broker_credentials=_credentials(kafka),
         store=proc.processor_store,
-        datadir=os.path.join(proc.processor_data_dir, proc.app_id),
+        # one RocksDB directory per worker: workers on one host differ by their web port
+        datadir=datadir,
         topic_partitions=kafka.topic_partitions,
         topic_replication_factor=kafka.topic_replication_factor,
         topic_allow_declare=True,
@@ -108,102 +98,120 @@ def create_app(web_port: int = 6066) -> faust.App:
         table_value_serializer="json",
     )
 
-    customer_topic = _topic(app, topics.STRIPE_CUSTOMER)
-    invoice_topic = _topic(app, topics.STRIPE_INVOICE)
-    charge_topic = _topic(app, topics.STRIPE_CHARGE)
-    commands_topic = _topic(app, topics.NETSUITE_COMMANDS)
-
     def table(name: str) -> Any:
         return app.Table(name, default=None, partitions=kafka.topic_partitions, key_type=str)
 
-    customers = table("customers")
-    invoices = table("invoices")
-    pending_payments = table("pending-payments")
-    emitted = table("emitted")
+    ledger = Ledger(cfg, table)
+    emitted = table("emitted")  # command key -> command_id last sent
+    waiting = table("waiting")  # object id -> {"reason", "since", "topic"}
+    notified: set[str] = set()  # waits already reported (per process; a restart reports again)
+    commands_name = topics.name(topics.NETSUITE_COMMANDS)
+    commands_serde = Serde(commands_name, topics.NETSUITE_COMMANDS.schema or "")
+    commands_topic = app.topic(
+        commands_name,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=kafka.topic_partitions,
+    )
 
-    async def emit(cmd: Command) -> None:
-        if emitted.get(cmd.key) == cmd.command_id:
-            return  # the same write was already sent: a duplicate delivery or a replay
-        await commands_topic.send(key=cmd.key.encode(), value=cmd.to_avro())
-        emitted[cmd.key] = cmd.command_id
+    async def send(cmd: Command) -> None:
+        await commands_topic.send(key=cmd.key.encode(), value=commands_serde.dumps(cmd.to_avro()))
 
-    async def dead_letter(event: faust.EventT, reason: Exception) -> None:
-        msg = event.message
-        log.warning("dead letter %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, reason)
+    async def dead_letter(message: Any, reason: str, kind: str) -> None:
+        log.warning(
+            "dead letter %s[%d]@%d: %s", message.topic, message.partition, message.offset, reason
+        )
         await app.producer.send_and_wait(
-            msg.topic + ".dlq",
-            key=msg.key,
-            value=msg.value,
+            message.topic + ".dlq",
+            key=message.key,
+            value=message.value,
             partition=None,
             timestamp=None,
-            headers=dead_letter_headers(msg.topic, msg.partition, msg.offset, reason),
+            headers=dead_letter_headers(
+                message.topic,
+                message.partition,
+                message.offset,
+                RuntimeError(reason),
+                error_class=kind,
+            ),
         )
 
-    async def emit_all(commands: list[Command]) -> None:
-        for cmd in commands:
-            await emit(cmd)
+    async def take(outcome: Outcome, event: faust.EventT, topic: str) -> None:
+        for cmd in outcome.commands:
+            if emitted.get(cmd.key) != cmd.command_id:
+                await send(cmd)
+                emitted[cmd.key] = cmd.command_id
+        for oid in outcome.ready:
+            if waiting.get(oid) is not None:
+                waiting.pop(oid)
+        for oid, reason in outcome.waiting.items():
+            current = waiting.get(oid)
+            if current is None or current.get("reason") != reason:
+                waiting[oid] = {"reason": reason, "since": time.time(), "topic": topic}
+        for oid, reason in outcome.unmapped.items():
+            await dead_letter(event.message, f"{oid}: {reason}", "UnmappedError")
 
-    @app.agent(customer_topic)
-    async def on_customer(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            rec = event.value
-            try:
-                if rec["deleted"]:
-                    continue
-                customer = Customer.from_record(rec)
-                customers[customer.id] = _storable(rec)
-                await emit_all(customer_commands(customer, cfg))
-            except UnmappedError as exc:
-                await dead_letter(event, exc)
+    def agent_for(spec: topics.TopicSpec) -> None:
+        name = topics.name(spec)
+        serde = Serde(name, spec.schema or "")
+        source = app.topic(
+            name,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=kafka.topic_partitions,
+        )
 
-    def customer_of(customer_id: str | None) -> Customer | None:
-        rec = customers.get(customer_id) if customer_id else None
-        return Customer.from_record(_revive(rec)) if rec else None
+        async def process(stream: faust.StreamT) -> None:
+            async for event in stream.events():
+                try:
+                    record = serde.loads(event.value)
+                except Exception as exc:  # noqa: BLE001 - anything undecodable is poison
+                    await dead_letter(event.message, f"cannot decode: {exc}", type(exc).__name__)
+                    continue
+                try:
+                    outcome = ledger.apply(spec.name, record)
+                except (KeyError, TypeError, ValueError) as exc:
+                    await dead_letter(event.message, f"cannot map: {exc!r}", type(exc).__name__)
+                    continue
+                await take(outcome, event, name)
 
-    @app.agent(invoice_topic)
-    async def on_invoice(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            try:
-                invoice = Invoice.from_record(event.value)
-                commands = invoice_commands(invoice, cfg, customer_of(invoice.customer))
-                if not commands:
-                    continue
-                await emit_all(commands)
-                invoices[invoice.id] = {
-                    "customer": invoice.customer,
-                    "total": invoice.total,
-                    "currency": invoice.currency,
-                }
-                waiting = pending_payments.get(invoice.id) or []
-                for charge in waiting:
-                    await emit(Command.from_avro(charge))
-                if waiting:
-                    pending_payments.pop(invoice.id)
-            except UnmappedError as exc:
-                await dead_letter(event, exc)
+        process.__name__ = f"on_{spec.name.replace('.', '_')}"
+        app.agent(source, name=f"ledgerstream.{spec.name}")(process)
 
-    @app.agent(charge_topic)
-    async def on_charge(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            try:
-                charge = Charge.from_record(event.value)
-                commands = payment_commands(charge, cfg, customer_of(charge.customer))
-                if not commands:
-                    continue
-                if charge.invoice and invoices.get(charge.invoice) is None:
-                    # the invoice has not arrived yet: hold the payment until it does
-                    held = [c.to_avro() for c in commands]
-                    keys = {c["external_id"] for c in held}
-                    waiting = [
-                        c
-                        for c in (pending_payments.get(charge.invoice) or [])
-                        if c["external_id"] not in keys
-                    ]
-                    pending_payments[charge.invoice] = [*waiting, *held]
-                    continue
-                await emit_all(commands)
-            except UnmappedError as exc:
-                await dead_letter(event, exc)
+    for spec in INPUTS:
+        agent_for(spec)
+
+    @app.timer(interval=max(1.0, min(30.0, proc.processor_wait_s / 4)))
+    async def overdue() -> None:
+        """Report what waited too long; post incomplete deposits when the policy says so."""
+        now = time.time()
+        for oid, state in list(waiting.items()):
+            if state is None or now - state["since"] < proc.processor_wait_s or oid in notified:
+                continue
+            notified.add(oid)
+            reason = f"{oid} waited {proc.processor_wait_s:.0f}s for {state['reason']}"
+            if oid.startswith("po_") and cfg.deposit_variance_policy == "post":
+                for cmd in ledger.post_with_variance(oid).commands:
+                    await send(cmd)
+                log.warning("%s: posted with a variance line", reason)
+                continue
+            log.warning(reason)
+            await app.producer.send_and_wait(
+                state["topic"] + ".dlq",
+                key=oid.encode(),
+                value=None,
+                partition=None,
+                timestamp=None,
+                headers=[
+                    ("dlq.exception.class", b"PartnerTimeout"),
+                    ("dlq.exception.message", reason.encode()),
+                    ("dlq.object", oid.encode()),
+                ],
+            )
 
     return app
 
@@ -213,23 +221,3 @@ def run_worker(web_port: int = 6066, loglevel: str = "info") -> None:
 
     app = create_app(web_port)
     Worker(app, loglevel=loglevel).execute_from_commandline()
-
-
-def _storable(rec: dict[str, Any]) -> dict[str, Any]:
-    """What a table keeps of a record: JSON-safe, without the bulky original object."""
-    out = {k: v for k, v in rec.items() if k != "object_json"}
-    for key in ("created", "event_created"):
-        if hasattr(out.get(key), "timestamp"):
-            out[key] = out[key].timestamp()
-    return out
-
-
-def _revive(rec: dict[str, Any]) -> dict[str, Any]:
-    """Table values are JSON: turn the timestamps back into datetimes."""
-    from datetime import UTC, datetime
-
-    out = dict(rec)
-    for key in ("created", "event_created"):
-        if isinstance(out.get(key), int | float):
-            out[key] = datetime.fromtimestamp(out[key], UTC)
-    return out

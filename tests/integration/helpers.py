@@ -102,7 +102,7 @@ def committed(group: str, topic: str) -> dict[int, int]:
         consumer.close()
 
 
-def wait_caught_up(group: str, topics: list[str], timeout: float = 90) -> None:
+def wait_caught_up(group: str, topics: list[str], timeout: float = 90, check: Any = None) -> None:
     """Wait until ``group`` has committed the end offset of every partition of ``topics``."""
     deadline = time.monotonic() + timeout
     while True:
@@ -115,6 +115,8 @@ def wait_caught_up(group: str, topics: list[str], timeout: float = 90) -> None:
                     behind[f"{topic}[{part}]"] = (done.get(part), end)
         if not behind:
             return
+        if check is not None:
+            check()  # fail at once when a component died
         if time.monotonic() > deadline:
             raise TimeoutError(f"group {group} still behind: {behind}")
         time.sleep(0.5)

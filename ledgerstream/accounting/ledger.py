@@ -1,0 +1,391 @@
+"""The stateful side of the accounting core: latest object states in, commands out.
+
+``Ledger`` keeps the latest state of every Stripe object in dict-like tables (faust tables in
+the stream processor, plain dicts in tests and in the reference booking) and, whenever an object
+changes, recomputes the commands of that object and of everything that depends on it. Because
+each command is a pure function of the latest states, any order of arrival (and any number of
+duplicates) ends with the same command for every record — the property the tests check.
+
+"Latest" does not trust arrival order: a state replaces the stored one only if it is newer
+(event time, then how far the object has progressed), so a late, stale event changes nothing.
+
+Joins wait for their partner: a payment for an invoice not seen yet, a refund or dispute whose
+charge (or invoice) is missing, a credit note before its invoice, and a deposit whose payout
+list is incomplete are reported as ``waiting`` with a reason, and booked as soon as the partner
+arrives. What to do when it never comes (dead letter, variance policy) is the caller's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from ledgerstream.accounting.deposits import (
+    Settled,
+    default_resolver,
+    deposit_commands,
+    plan_deposit,
+)
+from ledgerstream.accounting.mapping import (
+    UnmappedError,
+    credit_note_commands,
+    customer_commands,
+    invoice_commands,
+    payment_commands,
+    refund_commands,
+    synced,
+)
+from ledgerstream.accounting.model import (
+    BalanceTransaction,
+    Charge,
+    CreditNote,
+    Customer,
+    Invoice,
+    Payout,
+    Refund,
+)
+from ledgerstream.commands import Command
+from ledgerstream.settings import AccountingSettings
+
+Table = MutableMapping[str, Any]
+
+_RANK = {
+    "invoice": {"draft": 0, "open": 1, "paid": 2, "uncollectible": 2, "void": 3},
+    "charge": {"pending": 0, "failed": 1, "succeeded": 2},
+    "refund": {"pending": 0, "requires_action": 0, "succeeded": 1, "failed": 2, "canceled": 2},
+    "dispute": {
+        "warning_needs_response": 0,
+        "warning_under_review": 1,
+        "warning_closed": 2,
+        "needs_response": 1,
+        "under_review": 2,
+        "won": 3,
+        "lost": 3,
+    },
+    "credit_note": {"issued": 0, "void": 1},
+    "payout": {"pending": 0, "in_transit": 1, "paid": 2, "failed": 3, "canceled": 3},
+}
+
+
+def freeze(value: Any) -> Any:
+    """A JSON-safe copy of a record (datetimes as ``{"$ts": epoch ms}``), for tables."""
+    if isinstance(value, datetime):
+        return {"$ts": int(value.timestamp() * 1000)}
+    if isinstance(value, dict):
+        return {k: freeze(v) for k, v in value.items() if k != "object_json"}
+    if isinstance(value, list | tuple):
+        return [freeze(v) for v in value]
+    return value
+
+
+def thaw(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"$ts"}:
+            return datetime.fromtimestamp(value["$ts"] / 1000, UTC)
+        return {k: thaw(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [thaw(v) for v in value]
+    return value
+
+
+def _progress(kind: str, rec: dict[str, Any]) -> tuple[Any, ...]:
+    created = rec.get("event_created")
+    when = created["$ts"] if isinstance(created, dict) else 0
+    rank = _RANK.get(kind, {}).get(str(rec.get("status")), 0)
+    extra = (
+        rec.get("amount_paid", 0),
+        rec.get("amount_refunded", 0),
+        bool(rec.get("funds_withdrawn")),
+        bool(rec.get("funds_reinstated")),
+    )
+    return when, rank, extra
+
+
+def merge(kind: str, old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+    """The state to keep: the newer one; dispute fund movements are facts that stay true."""
+    if old is None:
+        return new
+    keep = new if _progress(kind, new) > _progress(kind, old) else old
+    if kind == "dispute":
+        keep = {
+            **keep,
+            "funds_withdrawn": bool(old.get("funds_withdrawn") or new.get("funds_withdrawn")),
+            "funds_reinstated": bool(old.get("funds_reinstated") or new.get("funds_reinstated")),
+        }
+    return keep
+
+
+@dataclass
+class Outcome:
+    commands: list[Command] = field(default_factory=list)
+    waiting: dict[str, str] = field(default_factory=dict)  # object id -> what it waits for
+    ready: set[str] = field(default_factory=set)  # object ids no longer waiting
+    unmapped: dict[str, str] = field(default_factory=dict)  # object id -> reason
+
+    def extend(self, other: Outcome) -> None:
+        self.commands += other.commands
+        self.waiting.update(other.waiting)
+        self.ready |= other.ready
+        self.unmapped.update(other.unmapped)
+
+
+def _index_add(table: Table, key: str, value: str) -> None:
+    current = list(table.get(key) or [])
+    if value not in current:
+        table[key] = sorted([*current, value])
+
+
+class Ledger:
+    """Receivables (customer-keyed) and payouts (payout-keyed) state with its commands."""
+
+    def __init__(self, cfg: AccountingSettings, tables: Callable[[str], Table]):
+        self.cfg = cfg
+        self.customers = tables("customers")
+        self.invoices = tables("invoices")
+        self.charges = tables("charges")
+        self.refunds = tables("refunds")  # refunds and disputes
+        self.credit_notes = tables("credit-notes")
+        self.currencies = tables("customer-currencies")
+        self.by_invoice = tables("by-invoice")  # invoice id -> charge and credit note ids
+        self.by_charge = tables("by-charge")  # charge id -> refund and dispute ids
+        self.payouts = tables("payouts")
+        self.payout_txns = tables("payout-transactions")  # payout id -> {txn id: record}
+
+    # ------------------------------------------------------------------ state
+    def _store(self, table: Table, kind: str, rec: dict[str, Any]) -> bool:
+        frozen = freeze(rec)
+        old = table.get(rec["id"])
+        new = merge(kind, old, frozen)
+        if new == old:
+            return False
+        table[rec["id"]] = new
+        return True
+
+    def _customer(self, customer_id: str | None) -> Customer | None:
+        rec = self.customers.get(customer_id) if customer_id else None
+        return Customer.from_record(thaw(rec)) if rec else None
+
+    def _invoice(self, invoice_id: str | None) -> Invoice | None:
+        rec = self.invoices.get(invoice_id) if invoice_id else None
+        return Invoice.from_record(thaw(rec)) if rec else None
+
+    def _charge(self, charge_id: str | None) -> Charge | None:
+        rec = self.charges.get(charge_id) if charge_id else None
+        return Charge.from_record(thaw(rec)) if rec else None
+
+    def _note_currency(self, customer_id: str | None, currency: str, out: Outcome) -> None:
+        if not customer_id:
+            return
+        current = list(self.currencies.get(customer_id) or [])
+        if currency in current:
+            return
+        self.currencies[customer_id] = sorted([*current, currency])
+        if customer_id in self.customers:
+            out.extend(self._book_customer(customer_id))
+
+    # ------------------------------------------------------------------ events
+    def on_customer(self, rec: dict[str, Any]) -> Outcome:
+        if not self._store(self.customers, "customer", rec):
+            return Outcome()
+        return self._book_customer(rec["id"])
+
+    def on_invoice(self, rec: dict[str, Any]) -> Outcome:
+        if not self._store(self.invoices, "invoice", rec):
+            return Outcome()
+        out = Outcome()
+        self._note_currency(rec.get("customer"), rec["currency"], out)
+        out.extend(self._book_invoice(rec["id"]))
+        return out
+
+    def on_charge(self, rec: dict[str, Any]) -> Outcome:
+        if not self._store(self.charges, "charge", rec):
+            return Outcome()
+        out = Outcome()
+        if rec.get("invoice"):
+            _index_add(self.by_invoice, rec["invoice"], rec["id"])
+        if rec.get("status") == "succeeded":
+            self._note_currency(rec.get("customer"), rec["currency"], out)
+        out.extend(self._book_charge(rec["id"]))
+        return out
+
+    def on_refund(self, rec: dict[str, Any], kind: str = "refund") -> Outcome:
+        stored = {**rec, "kind": kind}
+        if not self._store(self.refunds, kind, stored):
+            return Outcome()
+        _index_add(self.by_charge, rec["charge"], rec["id"])
+        return self._book_refund(rec["id"])
+
+    def on_credit_note(self, rec: dict[str, Any]) -> Outcome:
+        if not self._store(self.credit_notes, "credit_note", rec):
+            return Outcome()
+        _index_add(self.by_invoice, rec["invoice"], rec["id"])
+        return self._book_credit_note(rec["id"])
+
+    def on_payout(self, rec: dict[str, Any]) -> Outcome:
+        if not self._store(self.payouts, "payout", rec):
+            return Outcome()
+        return self._book_deposit(rec["id"])
+
+    def on_payout_transaction(self, rec: dict[str, Any]) -> Outcome:
+        current = dict(self.payout_txns.get(rec["payout"]) or {})
+        frozen = freeze(rec)
+        if current.get(rec["id"]) == frozen:
+            return Outcome()
+        current[rec["id"]] = frozen
+        self.payout_txns[rec["payout"]] = current
+        return self._book_deposit(rec["payout"])
+
+    # ------------------------------------------------------------------ booking
+    def _guard(self, oid: str, make: Callable[[], list[Command]]) -> Outcome:
+        try:
+            return Outcome(commands=make(), ready={oid})
+        except UnmappedError as exc:
+            return Outcome(unmapped={oid: str(exc)}, ready={oid})
+
+    def _book_customer(self, customer_id: str) -> Outcome:
+        customer = self._customer(customer_id)
+        assert customer is not None
+        currencies = self.currencies.get(customer_id) or []
+        if not currencies:
+            # created at the first transaction, as the hosted connector does: customers who
+            # never buy stay out of NetSuite, and the first write already lists the currency
+            return Outcome(ready={customer_id})
+        return self._guard(customer_id, lambda: customer_commands(customer, self.cfg, currencies))
+
+    def _book_invoice(self, invoice_id: str) -> Outcome:
+        invoice = self._invoice(invoice_id)
+        assert invoice is not None
+        out = self._guard(
+            invoice_id,
+            lambda: invoice_commands(invoice, self.cfg, self._customer(invoice.customer)),
+        )
+        for dependent in self.by_invoice.get(invoice_id) or []:
+            if dependent in self.charges:
+                out.extend(self._book_charge(dependent))
+            elif dependent in self.credit_notes:
+                out.extend(self._book_credit_note(dependent))
+        return out
+
+    def _book_charge(self, charge_id: str) -> Outcome:
+        charge = self._charge(charge_id)
+        assert charge is not None
+        out = Outcome()
+        invoice = self._invoice(charge.invoice)
+        if charge.succeeded and charge.invoice and invoice is None:
+            out.waiting[charge_id] = f"invoice {charge.invoice}"
+        else:
+            elsewhere = 0
+            if invoice is not None and invoice.status == "paid":
+                paid_by = (self.invoices.get(invoice.id) or {}).get("charge")
+                if paid_by and paid_by != charge_id:
+                    elsewhere = invoice.total
+            out.extend(
+                self._guard(
+                    charge_id,
+                    lambda: payment_commands(
+                        charge, self.cfg, self._customer(charge.customer), invoice, elsewhere
+                    ),
+                )
+            )
+        for dependent in self.by_charge.get(charge_id) or []:
+            out.extend(self._book_refund(dependent))
+        return out
+
+    def _book_refund(self, refund_id: str) -> Outcome:
+        rec = thaw(self.refunds[refund_id])
+        kind = rec.get("kind", "refund")
+        charge = self._charge(rec["charge"])
+        if charge is None:
+            return Outcome(waiting={refund_id: f"charge {rec['charge']}"})
+        invoice_id = charge.invoice or rec.get("invoice")
+        invoice = self._invoice(invoice_id)
+        if invoice_id and invoice is None:
+            return Outcome(waiting={refund_id: f"invoice {invoice_id}"})
+        if kind == "dispute":
+            if not rec.get("funds_withdrawn"):
+                return Outcome(ready={refund_id})
+            rec = {**rec, "status": "succeeded"}
+        refund = Refund.from_record(rec, kind=kind)
+        return self._guard(
+            refund_id,
+            lambda: refund_commands(
+                refund, self.cfg, charge, invoice, self._customer(charge.customer)
+            ),
+        )
+
+    def _book_credit_note(self, note_id: str) -> Outcome:
+        note = CreditNote.from_record(thaw(self.credit_notes[note_id]))
+        invoice = self._invoice(note.invoice)
+        if invoice is None:
+            return Outcome(waiting={note_id: f"invoice {note.invoice}"})
+        return self._guard(
+            note_id,
+            lambda: credit_note_commands(
+                note, self.cfg, invoice, self._customer(note.customer or invoice.customer)
+            ),
+        )
+
+    def _book_deposit(self, payout_id: str) -> Outcome:
+        rec = self.payouts.get(payout_id)
+        if rec is None:
+            return (
+                Outcome(waiting={payout_id: "payout record"})
+                if self.payout_txns.get(payout_id)
+                else Outcome()
+            )
+        payout = Payout.from_record(thaw(rec))
+        if not (payout.automatic and payout.status == "paid"):
+            return Outcome(ready={payout_id})
+        raw = [thaw(t) for t in (self.payout_txns.get(payout_id) or {}).values()]
+        if not raw:
+            return Outcome(waiting={payout_id: "its balance transactions"})
+        # the payout's own transaction is in Stripe's list but not in the deposit
+        expected = int(raw[0]["count"]) - (1 if payout.balance_transaction else 0)
+        txns = [BalanceTransaction.from_record(t) for t in raw]
+        blocked = {t["id"] for t in raw if not synced(t.get("source_metadata") or {}, self.cfg)}
+
+        def resolve(t: BalanceTransaction) -> Settled | None:
+            return None if t.id in blocked else default_resolver(t)
+
+        try:
+            plan = plan_deposit(payout, txns, self.cfg, resolve=resolve, expected=expected)
+        except UnmappedError as exc:
+            return Outcome(unmapped={payout_id: str(exc)}, ready={payout_id})
+        if not plan.complete and self.cfg.deposit_variance_policy == "wait":
+            return Outcome(waiting={payout_id: "; ".join(plan.problems)})
+        return self._guard(payout_id, lambda: deposit_commands(plan, self.cfg))
+
+    def apply(self, topic: str, rec: dict[str, Any]) -> Outcome:
+        """Route a typed record of one of the ``stripe.*`` topics (unprefixed name)."""
+        handler = {
+            "stripe.customer": self.on_customer,
+            "stripe.invoice": self.on_invoice,
+            "stripe.charge": self.on_charge,
+            "stripe.refund": self.on_refund,
+            "stripe.dispute": lambda r: self.on_refund(r, "dispute"),
+            "stripe.credit_note": self.on_credit_note,
+            "stripe.payout": self.on_payout,
+            "stripe.payout_transactions": self.on_payout_transaction,
+        }.get(topic)
+        return handler(rec) if handler else Outcome()
+
+    def post_with_variance(self, payout_id: str) -> Outcome:
+        """After the bounded wait: post an incomplete deposit with its variance line."""
+        cfg = self.cfg.model_copy(update={"deposit_variance_policy": "post"})
+        return Ledger(cfg, lambda name: getattr(self, _ATTR[name]))._book_deposit(payout_id)
+
+
+_ATTR = {
+    "customers": "customers",
+    "invoices": "invoices",
+    "charges": "charges",
+    "refunds": "refunds",
+    "credit-notes": "credit_notes",
+    "customer-currencies": "currencies",
+    "by-invoice": "by_invoice",
+    "by-charge": "by_charge",
+    "payouts": "payouts",
+    "payout-transactions": "payout_txns",
+}

@@ -1,0 +1,226 @@
+"""The faust processors on the real broker and registry, against the reference booking.
+
+A generated history is turned into the typed records the router would publish and produced
+straight onto the object topics — in order, shuffled with duplicates, with a worker killed in
+the middle, with two workers — and the last command per NetSuite record on
+``netsuite.commands`` must be exactly the reference booking's.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Producer
+
+from ledgerstream import settings, topics
+from ledgerstream.accounting.book import book_history
+from ledgerstream.avro import Serde
+from ledgerstream.commands import Command
+from ledgerstream.generator import History, Scenario, generate
+from ledgerstream.pipeline import Pipeline
+from ledgerstream.stripe_records import key_for
+from tests.integration.helpers import consume_all, end_offsets, wait_caught_up
+from tests.unit.test_ledger import CFG, expanded_payout_txns, records, routed
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("local_stack")]
+
+SCENARIO = Scenario(
+    seed=3,
+    customers=5,
+    months=2,
+    settlement_currencies=("usd", "jpy"),
+    refund_rate=0.2,
+    dispute_rate=0.15,
+    credit_note_rate=0.1,
+)
+ACCOUNTING_ENV = {"LEDGER_NETSUITE_BANK_ACCOUNT_IDS": '{"USD": "102", "JPY": "107"}'}
+INPUT_TOPICS = (
+    "stripe.customer",
+    "stripe.invoice",
+    "stripe.charge",
+    "stripe.refund",
+    "stripe.dispute",
+    "stripe.credit_note",
+    "stripe.payout",
+    "stripe.payout_transactions",
+)
+
+
+@pytest.fixture(scope="module")
+def history() -> History:
+    return generate(SCENARIO)
+
+
+@pytest.fixture(scope="module")
+def reference(history: History) -> dict[str, str]:
+    book = book_history(
+        [routed(history, e) for e in history.events], expanded_payout_txns(history), CFG
+    )
+    assert book.dead_letters == [] and book.waiting == {}
+    return {k: c.command_id for k, c in book.commands.items()}
+
+
+@pytest.fixture
+def pipe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipeline]:
+    pipeline = Pipeline(tmp_path / "run", extra_env=dict(ACCOUNTING_ENV))
+    monkeypatch.setenv("LEDGER_TOPIC_PREFIX", pipeline.prefix)
+    settings.kafka.cache_clear()
+    pipeline.cli("topics")
+    yield pipeline
+    pipeline.stop()
+    settings.kafka.cache_clear()
+
+
+def produce(feed: list[tuple[str, Any]]) -> None:
+    """Typed records onto the object topics, keyed as the router keys them."""
+    producer = Producer({**settings.kafka().client_config(), "enable.idempotence": True})
+    serdes: dict[str, Serde] = {}
+    specs = {s.name: s for s in topics.ALL}
+    for topic, rec in feed:
+        spec = specs[topic]
+        name = topics.name(spec)
+        serde = serdes.setdefault(topic, Serde(name, spec.schema or ""))
+        if isinstance(rec, bytes):  # poison
+            value, key = rec, "poison"
+        else:
+            value = serde.dumps(rec)
+            key = (
+                rec["payout"]
+                if topic == "stripe.payout_transactions"
+                else key_for(spec, _object_of(rec))
+            )
+        producer.produce(name, key=key.encode(), value=value)
+    assert producer.flush(60) == 0
+
+
+def _object_of(rec: dict[str, Any]) -> dict[str, Any]:
+    """What key_for reads: the object's id, customer and (for refunds) charge."""
+    return {
+        "id": rec["id"],
+        "customer": rec.get("customer"),
+        "charge": {"id": rec["charge"], "customer": rec.get("customer")}
+        if "charge" in rec and not isinstance(rec.get("charge"), dict)
+        else rec.get("charge"),
+    }
+
+
+def final_commands(pipeline: Pipeline, timeout: float = 240) -> dict[str, str]:
+    group = f"{pipeline.name}-processor"
+    inputs = [pipeline.prefix + t for t in INPUT_TOPICS]
+    wait_caught_up(group, inputs, timeout=timeout, check=pipeline.check_alive)
+    name = topics.name(topics.NETSUITE_COMMANDS)
+    serde = Serde(name, topics.NETSUITE_COMMANDS.schema or "")
+    last: dict[str, str] = {}
+    for msg in consume_all(name):
+        cmd = Command.from_avro(serde.loads(msg.value()))
+        assert msg.key() == cmd.key.encode()
+        last[cmd.key] = cmd.command_id
+    return last
+
+
+def test_in_order_and_shuffled_with_duplicates_give_the_reference_commands(
+    history: History, reference: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    feed = records(history)
+    rnd = random.Random(42)
+    orders = {"in order": feed}
+    for n in range(2):
+        shuffled = feed + rnd.sample(feed, len(feed) // 4)
+        rnd.shuffle(shuffled)
+        orders[f"shuffled {n}"] = shuffled
+    for label, order in orders.items():
+        pipeline = Pipeline(tmp_path / label.replace(" ", "-"), extra_env=dict(ACCOUNTING_ENV))
+        monkeypatch.setenv("LEDGER_TOPIC_PREFIX", pipeline.prefix)
+        settings.kafka.cache_clear()
+        try:
+            pipeline.cli("topics")
+            produce(order)
+            pipeline.start("processor", "processor", "worker")
+            assert final_commands(pipeline) == reference, label
+        finally:
+            pipeline.stop()
+            settings.kafka.cache_clear()
+
+
+def test_worker_killed_mid_stream_rebuilds_its_tables(
+    history: History, reference: dict[str, str], pipe: Pipeline
+) -> None:
+    produce(records(history))
+    proc = pipe.start("processor", "processor", "worker")
+    name = topics.name(topics.NETSUITE_COMMANDS)
+    deadline = time.monotonic() + 120
+    while sum(end_offsets(name).values()) < 10 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert sum(end_offsets(name).values()) >= 10
+    os.killpg(proc.pid, signal.SIGKILL)  # no shutdown, no final commit
+    proc.wait(30)
+    pipe.procs.pop("processor")
+    shutil.rmtree(pipe.run_dir / "faust")  # a new machine: tables only from the changelogs
+    pipe.start("restarted", "processor", "worker")
+    assert final_commands(pipe) == reference
+    assert "Restore complete" in pipe.log("restarted")
+
+
+def test_two_workers_split_the_partitions_and_agree(
+    history: History, reference: dict[str, str], pipe: Pipeline
+) -> None:
+    produce(records(history))
+    pipe.start("processor", "processor", "worker")
+    pipe.extra_env["LEDGER_WORKER_WEB_PORT"] = str(pipe.worker_port + 1)
+    pipe.start("processor-2", "processor", "worker")
+    assert final_commands(pipe) == reference
+    # both took part, with disjoint partitions, the same numbers on co-partitioned topics
+    topic = pipe.prefix + "stripe.charge"
+    deadline = time.monotonic() + 60
+    while True:  # the logs may trail the last rebalance by a moment
+        first = assigned(pipe.log("processor"), topic)
+        second = assigned(pipe.log("processor-2"), topic)
+        if (first and second and not first & second) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert first and second and not first & second, (first, second)
+    assert first | second == {0, 1, 2}
+    assert assigned(pipe.log("processor"), pipe.prefix + "stripe.invoice") == first
+
+
+def assigned(log: str, topic: str) -> set[int]:
+    """The partitions of ``topic`` in the worker's last logged assignment table."""
+    found: set[int] = set()
+    for line in log.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 2 and cells[0] == topic and cells[1].startswith("{"):
+            found = set()
+            for part in cells[1].strip("{}").split(","):
+                low, _, high = part.strip().partition("-")
+                found |= set(range(int(low), int(high or low) + 1))
+    return found
+
+
+def test_poison_goes_to_the_dead_letter_topic_and_the_worker_carries_on(
+    history: History, reference: dict[str, str], pipe: Pipeline
+) -> None:
+    feed = records(history)
+    feed.insert(5, ("stripe.charge", b"\x00\x00\x00\x00\x07not avro at all"))
+    feed.insert(9, ("stripe.invoice", b"garbage"))
+    produce(feed)
+    pipe.start("processor", "processor", "worker")
+    assert final_commands(pipe) == reference
+    dead = {}
+    for t in ("stripe.charge.dlq", "stripe.invoice.dlq"):
+        for msg in consume_all(pipe.prefix + t):
+            dead[t] = {k: v.decode() for k, v in msg.headers()}
+            dead[t]["value"] = msg.value()
+    assert set(dead) == {"stripe.charge.dlq", "stripe.invoice.dlq"}
+    charge = dead["stripe.charge.dlq"]
+    assert charge["dlq.topic"] == pipe.prefix + "stripe.charge"
+    assert charge["dlq.offset"].isdigit() and charge["dlq.partition"].isdigit()
+    assert "cannot decode" in charge["dlq.exception.message"]
+    assert charge["value"] == b"\x00\x00\x00\x00\x07not avro at all"  # the original bytes

@@ -1,0 +1,185 @@
+"""The Ledger converges: any arrival order, with duplicates, gives the same commands."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ledgerstream.accounting.book import book_history
+from ledgerstream.accounting.ledger import Ledger, merge
+from ledgerstream.commands import Command
+from ledgerstream.generator import History, Scenario, generate
+from ledgerstream.settings import AccountingSettings
+from ledgerstream.stripe_records import payout_transaction, route, to_record
+
+CFG = AccountingSettings(netsuite_bank_account_ids={"USD": "102", "JPY": "107"})
+SCENARIOS = [
+    Scenario(
+        seed=3,
+        customers=5,
+        months=2,
+        settlement_currencies=("usd", "jpy"),
+        refund_rate=0.2,
+        dispute_rate=0.15,
+        credit_note_rate=0.1,
+    ),
+    Scenario(seed=8, customers=4, months=3, failure_rate=0.2),
+]
+_HISTORIES: dict[Scenario, History] = {}
+
+
+def history(s: Scenario) -> History:
+    if s not in _HISTORIES:
+        _HISTORIES[s] = generate(s)
+    return _HISTORIES[s]
+
+
+def expanded_payout_txns(h: History) -> dict[str, list[dict[str, Any]]]:
+    return {
+        po: [
+            dict(
+                h.balance_transactions[t],
+                source=h.objects.get(
+                    h.balance_transactions[t]["source"], h.balance_transactions[t]["source"]
+                ),
+            )
+            for t in ids
+        ]
+        for po, ids in h.payout_transactions.items()
+    }
+
+
+def routed(h: History, event: dict[str, Any]) -> dict[str, Any]:
+    """The event as the router completes it: a succeeded charge with its balance transaction,
+    a refund or dispute with its charge."""
+    obj = dict(event["data"]["object"])
+    if obj.get("object") == "charge" and isinstance(obj.get("balance_transaction"), str):
+        obj["balance_transaction"] = h.balance_transactions[obj["balance_transaction"]]
+    if obj.get("object") in ("refund", "dispute") and isinstance(obj.get("charge"), str):
+        obj["charge"] = h.objects[obj["charge"]]
+    return {**event, "data": {**event["data"], "object": obj}}
+
+
+def records(h: History) -> list[tuple[str, dict[str, Any]]]:
+    """What the processors receive: typed records of every topic, payout contents included."""
+    out = []
+    payouts = {}
+    for event in (routed(h, e) for e in h.events):
+        spec = route(event["type"])
+        if spec is None:
+            continue
+        if event["data"]["object"].get("object") == "payout":
+            payouts[event["data"]["object"]["id"]] = event["data"]["object"]
+        out.append((spec.name, to_record(spec, event)))
+    for po, raw in expanded_payout_txns(h).items():
+        for i, txn in enumerate(raw):
+            src = txn["source"] if isinstance(txn["source"], dict) else None
+            out.append(
+                (
+                    "stripe.payout_transactions",
+                    payout_transaction(payouts[po], txn, i, len(raw), src),
+                )
+            )
+    return out
+
+
+def run(feed: list[tuple[str, dict[str, Any]]]) -> tuple[dict[str, Command], dict[str, str]]:
+    tables: dict[str, dict[str, Any]] = defaultdict(dict)
+    ledger = Ledger(CFG, lambda name: tables[name])
+    last: dict[str, Command] = {}
+    waiting: dict[str, str] = {}
+    for topic, rec in feed:
+        outcome = ledger.apply(topic, rec)
+        for cmd in outcome.commands:
+            last[cmd.key] = cmd
+        for oid in outcome.ready:
+            waiting.pop(oid, None)
+        waiting.update(outcome.waiting)
+    return last, waiting
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=["multicurrency", "failures"])
+def test_in_order_feed_equals_the_reference_booking(scenario: Scenario) -> None:
+    h = history(scenario)
+    book = book_history([routed(h, e) for e in h.events], expanded_payout_txns(h), CFG)
+    last, waiting = run(records(h))
+    assert {k: c.command_id for k, c in last.items()} == {
+        k: c.command_id for k, c in book.commands.items()
+    }
+    assert waiting == {} and book.dead_letters == []
+    kinds = {c.record_type for c in last.values()}
+    assert {"customer", "invoice", "customerPayment", "deposit"} <= kinds
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(SCENARIOS), st.randoms(use_true_random=False), st.floats(0, 0.5))
+def test_any_order_with_duplicates_gives_the_same_commands(
+    scenario: Scenario, rnd: random.Random, dup_share: float
+) -> None:
+    feed = records(history(scenario))
+    expected, _ = run(feed)
+    shuffled = feed + rnd.sample(feed, int(len(feed) * dup_share))
+    rnd.shuffle(shuffled)
+    got, waiting = run(shuffled)
+    assert {k: c.command_id for k, c in got.items()} == {
+        k: c.command_id for k, c in expected.items()
+    }
+    assert waiting == {}
+
+
+def test_stale_states_never_replace_newer_ones() -> None:
+    old = {"id": "in_1", "status": "open", "event_created": {"$ts": 2000}, "amount_paid": 0}
+    paid = {"id": "in_1", "status": "paid", "event_created": {"$ts": 3000}, "amount_paid": 900}
+    assert merge("invoice", paid, old) == paid
+    assert merge("invoice", old, paid) == paid
+    same_second = {**old, "event_created": {"$ts": 3000}}
+    assert merge("invoice", paid, same_second) == paid
+    withdrawn = {
+        "id": "dp_1",
+        "status": "needs_response",
+        "funds_withdrawn": True,
+        "funds_reinstated": False,
+        "event_created": {"$ts": 1},
+    }
+    won = {
+        "id": "dp_1",
+        "status": "won",
+        "funds_withdrawn": False,
+        "funds_reinstated": True,
+        "event_created": {"$ts": 5},
+    }
+    merged = merge("dispute", withdrawn, won)
+    assert merged["status"] == "won" and merged["funds_withdrawn"] and merged["funds_reinstated"]
+
+
+def test_partners_are_awaited_and_booked_when_they_arrive() -> None:
+    feed = records(history(SCENARIOS[0]))
+    refund = next(r for r in feed if r[0] == "stripe.refund")
+    charge = next(
+        r
+        for r in feed
+        if r[0] == "stripe.charge"
+        and r[1]["id"] == refund[1]["charge"]
+        and r[1]["status"] == "succeeded"
+    )
+    invoices = [
+        r for r in feed if r[0] == "stripe.invoice" and r[1]["id"] == charge[1].get("invoice")
+    ]
+    tables: dict[str, dict[str, Any]] = defaultdict(dict)
+    ledger = Ledger(CFG, lambda name: tables[name])
+    first = ledger.apply(*refund)
+    assert first.commands == [] and first.waiting == {refund[1]["id"]: f"charge {charge[1]['id']}"}
+    second = ledger.apply(*charge)
+    if charge[1].get("invoice"):
+        assert second.waiting[charge[1]["id"]] == f"invoice {charge[1]['invoice']}"
+        outcome = ledger.apply(*invoices[-1])
+    else:
+        outcome = second
+    booked = {c.record_type for c in outcome.commands}
+    assert {"customerPayment", "customerRefund"} <= booked
+    assert refund[1]["id"] in outcome.ready
