@@ -29,6 +29,7 @@ lint: install ## ruff and mypy
 bench: install ## print benchmark figures (webhook latency, backfill rate, generator)
 	$(BIN)/python -m benchmarks.webhook_bench
 	$(BIN)/python -m benchmarks.backfill_bench
+	$(BIN)/python -m benchmarks.processor_bench --memory 1000,4000
 	$(BIN)/python scripts/generator_bench.py
 
 stack-up: install ## start Kafka, Apicurio Registry and stripe-mock (fetched and cached on first use)

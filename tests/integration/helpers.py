@@ -12,6 +12,7 @@ import requests
 from confluent_kafka import Consumer, TopicPartition
 
 from ledgerstream import settings
+from ledgerstream.kafka_util import where
 
 
 @dataclass
@@ -144,7 +145,8 @@ def consume_all(topic: str, timeout: float = 30) -> list[Any]:
             msg = consumer.poll(0.5)
             if msg is None or msg.error():
                 continue
-            position[msg.partition()] = msg.offset() + 1
+            _, partition, offset = where(msg)
+            position[partition] = offset + 1
             out.append(msg)
     finally:
         consumer.close()
