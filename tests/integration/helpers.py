@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import requests
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from ledgerstream import settings
 from ledgerstream.kafka_util import where
@@ -107,10 +107,14 @@ def wait_caught_up(group: str, topics: list[str], timeout: float = 90, check: An
     """Wait until ``group`` has committed the end offset of every partition of ``topics``."""
     deadline = time.monotonic() + timeout
     while True:
-        behind = {}
+        behind: dict[str, Any] = {}
         for topic in topics:
-            ends = end_offsets(topic)
-            done = committed(group, topic)
+            try:
+                ends = end_offsets(topic)
+                done = committed(group, topic)
+            except KafkaException as exc:  # a fresh broker's group coordinator still loading
+                behind[topic] = str(exc)
+                continue
             for part, end in ends.items():
                 if end > 0 and done.get(part, -1) < end:
                     behind[f"{topic}[{part}]"] = (done.get(part), end)
