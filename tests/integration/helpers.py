@@ -12,7 +12,7 @@ import requests
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from ledgerstream import settings
-from ledgerstream.kafka_util import where
+from ledgerstream.kafka_util import end_offset, where
 
 
 @dataclass
@@ -85,10 +85,7 @@ def end_offsets(topic: str) -> dict[int, int]:
     consumer = Consumer({**settings.kafka().client_config(), "group.id": "offsets-probe"})
     try:
         parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in parts
-        }
+        return {p: end_offset(consumer, topic, p) for p in parts}
     finally:
         consumer.close()
 
