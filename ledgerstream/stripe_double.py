@@ -222,7 +222,8 @@ class StripeDouble:
             )
         return self._page(request, self.by_type.get(LISTS[kind], []), f"/v1/{kind}")
 
-    async def get_object(self, request: web.Request) -> web.Response:
+    def _lookup(self, request: web.Request) -> dict[str, Any] | web.Response:
+        """The object named by ``/v1/{kind}/{id}``, or Stripe's 404."""
         kind, oid = request.match_info["kind"], request.match_info["id"]
         obj = self.objects.get(oid)
         if kind not in LISTS or obj is None or obj["object"] != LISTS[kind]:
@@ -232,18 +233,18 @@ class StripeDouble:
                 f"No such {LISTS.get(kind, kind)}: '{oid}'",
                 "resource_missing",
             )
+        return obj
+
+    async def get_object(self, request: web.Request) -> web.Response:
+        obj = self._lookup(request)
+        if isinstance(obj, web.Response):
+            return obj
         return web.json_response(self._expand(obj, _expand_params(request.query)))
 
     async def update_object(self, request: web.Request) -> web.Response:
-        kind, oid = request.match_info["kind"], request.match_info["id"]
-        obj = self.objects.get(oid)
-        if kind not in LISTS or obj is None or obj["object"] != LISTS[kind]:
-            return _error(
-                404,
-                "invalid_request_error",
-                f"No such {LISTS.get(kind, kind)}: '{oid}'",
-                "resource_missing",
-            )
+        obj = self._lookup(request)
+        if isinstance(obj, web.Response):
+            return obj
         form = await request.post()
         metadata = dict(obj.get("metadata") or {})
         for key, value in form.items():
