@@ -294,11 +294,68 @@ def emulator() -> None:
     envvar="LEDGER_EMULATOR_DATA",
     help="file that keeps the emulator's records across restarts",
 )
-def emulator_netsuite(host: str, port: int, data: str) -> None:
-    """NetSuite REST record API emulator (OAuth 1.0a, eid: upserts, o:errorDetails)."""
-    from ledgerstream.netsuite_emulator.server import serve
+@click.option(
+    "--concurrency-limit",
+    default=0,
+    show_default=True,
+    envvar="LEDGER_EMULATOR_CONCURRENCY_LIMIT",
+    help="concurrent requests allowed (429 beyond); 0 = no limit",
+)
+@click.option(
+    "--latency-ms", default=0.0, envvar="LEDGER_EMULATOR_LATENCY_MS", help="median latency"
+)
+@click.option(
+    "--latency-sigma",
+    default=0.0,
+    envvar="LEDGER_EMULATOR_LATENCY_SIGMA",
+    help="log-normal spread of the latency (0 = fixed)",
+)
+@click.option(
+    "--errors",
+    default="",
+    envvar="LEDGER_EMULATOR_ERRORS",
+    help="injected error statuses and their rates, e.g. 429=0.05,503=0.05",
+)
+@click.option("--spurious-401-rate", default=0.0, envvar="LEDGER_EMULATOR_SPURIOUS_401_RATE")
+@click.option(
+    "--drop-after-commit-rate",
+    default=0.0,
+    envvar="LEDGER_EMULATOR_DROP_AFTER_COMMIT_RATE",
+    help="share of writes that commit and then lose their response",
+)
+@click.option("--token-ttl-s", default=3600, envvar="LEDGER_EMULATOR_TOKEN_TTL_S")
+@click.option("--seed", default=None, type=int, envvar="LEDGER_EMULATOR_SEED")
+def emulator_netsuite(
+    host: str,
+    port: int,
+    data: str,
+    concurrency_limit: int,
+    latency_ms: float,
+    latency_sigma: float,
+    errors: str,
+    spurious_401_rate: float,
+    drop_after_commit_rate: float,
+    token_ttl_s: int,
+    seed: int | None,
+) -> None:
+    """NetSuite REST record API emulator (TBA and OAuth 2.0, eid: upserts, limits, faults)."""
+    from ledgerstream.netsuite_emulator.server import Behaviour, serve
 
-    serve(host, port, data)
+    rates = {}
+    for item in filter(None, (e.strip() for e in errors.split(","))):
+        status, _, rate = item.partition("=")
+        rates[status.strip()] = float(rate)
+    behaviour = Behaviour(
+        concurrency_limit=concurrency_limit,
+        latency_ms=latency_ms,
+        latency_sigma=latency_sigma,
+        error_rates=rates,
+        spurious_401_rate=spurious_401_rate,
+        drop_after_commit_rate=drop_after_commit_rate,
+        token_ttl_s=token_ttl_s,
+        seed=seed,
+    )
+    serve(host, port, data, behaviour)
 
 
 # --------------------------------------------------------------------------- demo

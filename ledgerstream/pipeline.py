@@ -53,7 +53,25 @@ class Pipeline:
             "LEDGER_NETSUITE_CONSUMER_SECRET": secrets.token_hex(32),
             "LEDGER_NETSUITE_TOKEN_ID": secrets.token_hex(32),
             "LEDGER_NETSUITE_TOKEN_SECRET": secrets.token_hex(32),
+            # OAuth 2.0 M2M as well: the emulator accepts both, LEDGER_NETSUITE_AUTH picks one
+            "LEDGER_NETSUITE_CLIENT_ID": secrets.token_hex(32),
+            "LEDGER_NETSUITE_CERTIFICATE_ID": secrets.token_urlsafe(32),
+            "LEDGER_NETSUITE_PRIVATE_KEY_FILE": str(self._private_key()),
         }
+
+    def _private_key(self) -> Path:
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        from cryptography.hazmat.primitives.serialization import (
+            Encoding,
+            NoEncryption,
+            PrivateFormat,
+        )
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        path = self.run_dir / "netsuite-m2m-key.pem"
+        path.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+        path.chmod(0o600)
+        return path
 
     @property
     def prefix(self) -> str:
@@ -102,11 +120,14 @@ class Pipeline:
             raise RuntimeError(f"ledgerstream {' '.join(args)} failed:\n{out.stdout}{out.stderr}")
         return out.stdout
 
-    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+    def start(
+        self, name: str, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start ``ledgerstream <args>`` as ``name``; ``env`` overrides settings for it alone."""
         log = open(self.run_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the process
         proc = subprocess.Popen(
             [sys.executable, "-m", "ledgerstream.cli", *args],
-            env=self.env(),
+            env={**self.env(), **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -163,6 +184,11 @@ class Pipeline:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"emulator holds {have}, wanted {want}; logs in {self.run_dir}")
             time.sleep(0.5)
+
+    def emulator_stats(self) -> dict[str, Any]:
+        resp = requests.get(f"{self.emulator_url}/_emulator/stats", timeout=10)
+        resp.raise_for_status()
+        return dict(resp.json())
 
     def log(self, name: str) -> str:
         return (self.run_dir / f"{name}.log").read_text(errors="replace")

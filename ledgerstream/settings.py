@@ -133,16 +133,40 @@ class StripeSettings(_Base):
 
 
 class NetSuiteSettings(_Base):
+    """SuiteTalk REST: where, and how the sink authenticates.
+
+    Two methods, chosen by ``netsuite_auth``:
+    - ``tba``: OAuth 1.0a token-based auth (consumer key/secret + token id/secret, HMAC-SHA256);
+    - ``m2m``: OAuth 2.0 client credentials with a JWT assertion signed by the private key of the
+      certificate uploaded to the integration (client id + certificate id + private key).
+    """
+
     netsuite_account_id: str = Field("", description="account id as written, e.g. 123456_SB1")
     netsuite_base_url: str | None = Field(
         None, description="REST root; default https://<account>.suitetalk.api.netsuite.com"
+    )
+    netsuite_auth: Literal["tba", "m2m"] = Field(
+        "tba", description="tba = OAuth 1.0a token-based auth; m2m = OAuth 2.0 client credentials"
     )
     netsuite_consumer_key: SecretStr | None = None
     netsuite_consumer_secret: SecretStr | None = None
     netsuite_token_id: SecretStr | None = None
     netsuite_token_secret: SecretStr | None = None
+    netsuite_client_id: SecretStr | None = Field(
+        None, description="OAuth 2.0 client id of the integration record (m2m)"
+    )
+    netsuite_certificate_id: str | None = Field(
+        None, description="certificate id shown by NetSuite's OAuth 2.0 client credentials setup"
+    )
+    netsuite_private_key: SecretStr | None = Field(
+        None, description="PEM private key of that certificate (m2m); usually given as _FILE"
+    )
+    netsuite_jwt_algorithm: Literal["PS256", "RS256", "ES256"] = "PS256"
+    netsuite_scopes: str = Field("rest_webservices", description="comma-separated OAuth 2 scopes")
     netsuite_timeout_s: float = 60.0
-    netsuite_concurrency: int = 5
+    netsuite_concurrency: int = Field(
+        5, description="concurrent requests the sink may use (the account's limit, or its share)"
+    )
 
     def rest_root(self) -> str:
         if self.netsuite_base_url:
@@ -150,21 +174,29 @@ class NetSuiteSettings(_Base):
         host = self.netsuite_account_id.lower().replace("_", "-")
         return f"https://{host}.suitetalk.api.netsuite.com"
 
+    def token_url(self) -> str:
+        return self.rest_root() + "/services/rest/auth/oauth2/v1/token"
+
     def require_credentials(self) -> None:
-        missing = [
-            name
-            for name in (
+        needed = {
+            "tba": (
                 "netsuite_account_id",
                 "netsuite_consumer_key",
                 "netsuite_consumer_secret",
                 "netsuite_token_id",
                 "netsuite_token_secret",
-            )
-            if not getattr(self, name)
-        ]
+            ),
+            "m2m": (
+                "netsuite_account_id",
+                "netsuite_client_id",
+                "netsuite_certificate_id",
+                "netsuite_private_key",
+            ),
+        }[self.netsuite_auth]
+        missing = [name for name in needed if not getattr(self, name)]
         if missing:
             names = ", ".join(PREFIX + m.upper() for m in missing)
-            raise SystemExit(f"missing NetSuite settings: {names}")
+            raise SystemExit(f"missing NetSuite settings for auth {self.netsuite_auth}: {names}")
 
 
 class StackSettings(_Base):
@@ -196,6 +228,29 @@ class ProcessorSettings(_Base):
     processor_wait_s: float = Field(
         900.0, description="how long a record waits for its partner before it is reported"
     )
+    processor_rocksdb_bounded: bool = Field(
+        True,
+        description="every table's RocksDB draws on the shared budget below; false: faust's "
+        "own defaults per table and partition (64 MiB memtables x3, 2 GiB block cache each)",
+    )
+    processor_rocksdb_cache_mb: int = Field(
+        64,
+        gt=0,
+        description="one block cache (MiB) shared by every table and partition of the worker; "
+        "holds data, index and filter blocks and is charged with the memtables",
+    )
+    processor_rocksdb_write_buffer_mb: int = Field(
+        32,
+        gt=0,
+        description="memtables of all tables and partitions together (MiB, part of the cache); "
+        "beyond it the largest is flushed to disk",
+    )
+    processor_rocksdb_memtable_mb: int = Field(
+        4, gt=0, description="memtable size (MiB) of one table partition before it is flushed"
+    )
+    processor_rocksdb_max_open_files: int = Field(
+        64, gt=0, description="open SST files kept per table partition"
+    )
 
 
 class SinkSettings(_Base):
@@ -205,6 +260,14 @@ class SinkSettings(_Base):
     sink_max_attempts: int = Field(8, description="tries of one write before giving up")
     sink_dependency_timeout_s: float = Field(
         900.0, description="how long a command waits for the records it references"
+    )
+    sink_max_pending: int = Field(
+        2000, description="commands held in memory (in flight or waiting) before reading pauses"
+    )
+    sink_auth_failures: int = Field(
+        30,
+        description="consecutive 401s (no success between) taken as wrong credentials and not as "
+        "NetSuite's spurious 401s under load; before the first success, 5 are enough",
     )
 
 

@@ -2,47 +2,53 @@
 
 Guarantee: every command is written at least once and, because each write is a
 ``PUT …/eid:<externalId>`` upsert, exactly one NetSuite record exists per externalId however
-often a command is retried or replayed. A command's offset is committed only after NetSuite
-accepted the write and its back-reference was acknowledged by Kafka, or after the command went
-to the dead-letter topic.
+often a command is retried or replayed (a timeout after NetSuite committed is retried as the
+same upsert). A command's offset is committed only after NetSuite accepted the write and its
+back-reference was acknowledged by Kafka, or after the command went to the dead-letter topic.
 
-Dependencies: a command waits ("parks") until every record it references has an internal id,
-which the sink knows from the compacted back-reference topic (read at start, then followed) and
-from its own writes; it never queries NetSuite for them. Later commands for a parked record wait
-behind it, so writes to one record stay in order. The committed offset of a partition never
-passes a parked command, so a restart re-reads it.
+Concurrency: writes run on a pool of ``LEDGER_NETSUITE_CONCURRENCY`` threads behind an adaptive
+limiter (``sinks/limiter.py``) that shrinks on 429s and spurious 401s and grows back on
+successes. Writes to one record (one command key) never overlap and keep their order: a key has
+at most one write in flight, later commands for it queue behind.
 
-Errors: 429, 5xx, timeouts and "record has been changed" are retried with jittered exponential
-backoff; a 400 goes to ``netsuite.commands.dlq`` with NetSuite's ``o:errorDetails`` in the
-headers; repeated 401s stop the sink with a clear message (credentials are wrong).
+Dependencies: a command waits until every record it references has an internal id, which the
+sink knows from the compacted back-reference topic (read at start, then followed) and from its
+own writes; it never queries NetSuite for them. The committed offset of a partition never passes
+a waiting command, so a restart re-reads it. A command still waiting after
+``LEDGER_SINK_DEPENDENCY_TIMEOUT_S`` goes to the dead-letter topic.
+
+Errors: 429, 5xx, timeouts, dropped connections, non-fatal 401s and "record has been changed"
+are retried with jittered exponential backoff, without end (an outage stalls the sink; it does
+not flood the dead-letter topic); a 400 goes to ``netsuite.commands.dlq`` with NetSuite's
+``o:errorDetails`` in the headers; a run of 401s, or a token endpoint refusing the client
+assertion, stops the sink with a clear message (credentials are wrong).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import queue
 import signal
+import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import requests
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
-from tenacity import (
-    RetryError,
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_random_exponential,
-)
+from tenacity import Retrying, retry_if_exception, stop_never, wait_random_exponential
 
 from ledgerstream import settings, topics
 from ledgerstream.avro import Serde
 from ledgerstream.commands import Command, canonical_json, resolve_refs, sublists
 from ledgerstream.kafka_util import dead_letter_headers, end_offset, is_real_error, where
-from sinks.netsuite_client import NetSuiteClient, NetSuiteResponseError
+from sinks.limiter import AdaptiveLimiter
+from sinks.netsuite_client import NetSuiteAuthError, NetSuiteClient, NetSuiteResponseError
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +57,21 @@ class FatalSinkError(RuntimeError):
     """The sink cannot go on (e.g. NetSuite rejects the credentials)."""
 
 
+class CredentialsRefused(Exception):
+    """A run of 401s: the credentials are wrong (raised in a writer thread)."""
+
+
 def _transient(exc: BaseException) -> bool:
     if isinstance(exc, NetSuiteResponseError):
-        return exc.status in (401, 429) or exc.status >= 500 or not exc.permanent
+        return exc.status in (401, 408, 429) or exc.status >= 500 or not exc.permanent
     return isinstance(exc, requests.ConnectionError | requests.Timeout)
+
+
+BAD_CREDENTIALS = (
+    "NetSuite rejects the credentials (a run of 401 INVALID_LOGIN with no success between): "
+    "check LEDGER_NETSUITE_ACCOUNT_ID and, for token-based auth, the consumer key/secret and "
+    "token id/secret; for OAuth 2.0, the client id, certificate id and private key"
+)
 
 
 class BackrefIndex:
@@ -90,17 +107,24 @@ class BackrefIndex:
             _, partition, offset = where(msg)
             position[partition] = offset + 1
 
-    def follow(self) -> None:
+    def follow(self) -> list[tuple[str, str]]:
         """Pick up back-references written since (by this or another sink instance)."""
+        new: list[tuple[str, str]] = []
         while (msg := self.consumer.poll(0)) is not None:
             if not msg.error():
-                self._apply(msg)
+                ref = self._apply(msg)
+                if ref is not None:
+                    new.append(ref)
+        return new
 
-    def _apply(self, msg: Message) -> None:
+    def _apply(self, msg: Message) -> tuple[str, str] | None:
         if msg.value() is None:
-            return  # a tombstone
+            return None  # a tombstone
         ref = self.serde.loads(msg.value() or b"")
-        self.ids[(ref["record_type"], ref["external_id"])] = ref["internal_id"]
+        key = (ref["record_type"], ref["external_id"])
+        known = key in self.ids
+        self.ids[key] = ref["internal_id"]
+        return None if known else key
 
     def close(self) -> None:
         self.consumer.close()
@@ -112,13 +136,28 @@ class Pending:
     cmd: Command
     since: float = field(default_factory=time.monotonic)
 
+    @property
+    def tp(self) -> tuple[str, int]:
+        return where(self.msg)[:2]
+
+
+@dataclass
+class Outcome:
+    item: Pending
+    internal_id: str | None = None
+    error: BaseException | None = None
+
 
 class NetSuiteSink:
     def __init__(
-        self, client: NetSuiteClient | None = None, cfg: settings.SinkSettings | None = None
+        self,
+        client: NetSuiteClient | None = None,
+        cfg: settings.SinkSettings | None = None,
+        netsuite: settings.NetSuiteSettings | None = None,
     ):
         self.cfg = cfg or settings.SinkSettings()
-        self.client = client or NetSuiteClient()
+        ns = netsuite or settings.netsuite()
+        self.client = client or NetSuiteClient(ns)
         kafka = settings.kafka()
         self.commands_topic = topics.name(topics.NETSUITE_COMMANDS)
         self.backrefs_topic = topics.name(topics.NETSUITE_BACKREFS)
@@ -137,36 +176,64 @@ class NetSuiteSink:
             {**kafka.client_config(), "enable.idempotence": True, "acks": "all", "linger.ms": 5}
         )
         self.index = BackrefIndex()
-        self.parked: dict[str, list[Pending]] = defaultdict(list)  # record key -> queue
+        self.limiter = AdaptiveLimiter(
+            ns.netsuite_concurrency, auth_failures=self.cfg.sink_auth_failures
+        )
+        self.pool = ThreadPoolExecutor(ns.netsuite_concurrency, thread_name_prefix="netsuite")
+        self.results: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
+        self.stopping = threading.Event()
+        self.queues: dict[str, deque[Pending]] = {}  # command key -> its commands, in order
+        self.in_flight: dict[str, Pending] = {}  # command key -> the write under way
+        self.waiting_on: dict[tuple[str, str], set[str]] = defaultdict(set)  # dep -> keys
+        self.blocked: set[str] = set()  # keys whose head waits for a dependency
+        self.pending = 0  # commands read and not yet done
+        self.paused = False
         self.outstanding: dict[tuple[str, int], set[int]] = defaultdict(set)
         self.next_commit: dict[tuple[str, int], int] = {}
         self.running = True
         self.written = 0
         self.dead_lettered = 0
+        self.attempts = itertools.count()
 
     # ----------------------------------------------------------------- main loop
     def run(self, idle_exit_s: float | None = None) -> None:
         self.index.load()
         self.consumer.subscribe([self.commands_topic], on_revoke=self._on_revoke)
-        log.info("netsuite sink started: %d back-references known", len(self.index.ids))
-        idle_since = time.monotonic()
-        while self.running:
-            msg = self.consumer.poll(0.5)
-            self.index.follow()
-            if msg is None:
-                self._retry_parked()
-                self._commit()
-                if idle_exit_s is not None and time.monotonic() - idle_since > idle_exit_s:
-                    break
-                continue
-            idle_since = time.monotonic()
-            if msg.error():
-                if is_real_error(msg):
-                    log.error("consumer error: %s", msg.error())
-                continue
-            self.handle(msg)
-            self._commit()
-        self.close()
+        log.info(
+            "netsuite sink started: %d back-references known, concurrency %d",
+            len(self.index.ids),
+            self.limiter.ceiling,
+        )
+        idle_since = last_commit = last_sweep = time.monotonic()
+        quiet = False
+        try:
+            while self.running:
+                self._collect(timeout=0.01 if quiet and self.in_flight else 0)
+                self._flow_control()
+                msg = self.consumer.poll(0 if self.in_flight else 0.2)
+                now = time.monotonic()
+                if msg is not None and not msg.error():
+                    quiet = False
+                    idle_since = now
+                    self.handle(msg)
+                else:
+                    quiet = True
+                    if msg is not None and is_real_error(msg):
+                        log.error("consumer error: %s", msg.error())
+                    for dep in self.index.follow():
+                        self._wake(dep)
+                    if now - last_sweep > 1.0:
+                        last_sweep = now
+                        self._sweep_blocked()
+                    if self.pending or self.in_flight:
+                        idle_since = now
+                    elif idle_exit_s is not None and now - idle_since > idle_exit_s:
+                        break
+                if now - last_commit > 0.5:
+                    last_commit = now
+                    self._commit()
+        finally:
+            self.close()
 
     def handle(self, msg: Message) -> None:
         topic, partition, offset = where(msg)
@@ -177,83 +244,157 @@ class NetSuiteSink:
         except Exception as exc:  # noqa: BLE001 - undecodable: poison
             self._dead_letter(msg, exc, details=None)
             return
-        if self.parked.get(cmd.key):
-            self.parked[cmd.key].append(Pending(msg, cmd))  # keep writes to one record in order
-            return
-        self._attempt(Pending(msg, cmd))
+        self.pending += 1
+        line = self.queues.setdefault(cmd.key, deque())
+        line.append(Pending(msg, cmd))
+        if len(line) == 1:
+            self._advance(cmd.key)
 
-    def _attempt(self, item: Pending) -> bool:
-        """Write if every dependency is known; park otherwise. True when the item is done."""
-        cmd = item.cmd
-        missing = [d for d in cmd.depends_on if d not in self.index.ids]
-        if missing:
-            if time.monotonic() - item.since > self.cfg.sink_dependency_timeout_s:
+    def _advance(self, key: str) -> None:
+        """Start the next write of ``key`` if none is under way and its references exist."""
+        line = self.queues.get(key)
+        if self.stopping.is_set():
+            return
+        while line and key not in self.in_flight:
+            head = line[0]
+            missing = [d for d in head.cmd.depends_on if d not in self.index.ids]
+            if missing:
+                waited = time.monotonic() - head.since
+                if waited <= self.cfg.sink_dependency_timeout_s:
+                    self.blocked.add(key)
+                    for dep in missing:
+                        self.waiting_on[dep].add(key)
+                    return
+                line.popleft()
+                self.pending -= 1
                 self._dead_letter(
-                    item.msg,
+                    head.msg,
                     LookupError(
                         f"referenced records not written within "
                         f"{self.cfg.sink_dependency_timeout_s:.0f}s: {missing}"
                     ),
                     details=None,
                 )
-                return True
-            if item not in self.parked[cmd.key]:
-                self.parked[cmd.key].insert(0, item)
-            return False
-        try:
-            internal_id = self._write(cmd)
-        except NetSuiteResponseError as exc:
-            if exc.status == 401:
-                raise FatalSinkError(
-                    "NetSuite rejects the credentials (401 INVALID_LOGIN after retries): check "
-                    "LEDGER_NETSUITE_ACCOUNT_ID, consumer key/secret and token id/secret"
-                ) from exc
-            self._dead_letter(item.msg, exc, details=exc.details)
-            return True
-        self._backref(cmd, internal_id)
-        self._done(item.msg)
-        self.written += 1
-        return True
+                continue
+            self.blocked.discard(key)
+            body = resolve_refs(head.cmd.body, self.index.ids)
+            self.in_flight[key] = head
+            self.pool.submit(self._write_task, head, canonical_json(body), sublists(body))
+            return
+        if line is not None and not line:
+            del self.queues[key]
+            self.blocked.discard(key)
 
-    def _write(self, cmd: Command) -> str:
-        body = resolve_refs(cmd.body, self.index.ids)
+    def _wake(self, dep: tuple[str, str]) -> None:
+        for key in self.waiting_on.pop(dep, ()):
+            self._advance(key)
 
+    def _sweep_blocked(self) -> None:
+        """Dead-letter heads that waited too long for their references."""
+        limit = self.cfg.sink_dependency_timeout_s
+        now = time.monotonic()
+        for key in list(self.blocked):
+            line = self.queues.get(key)
+            if line and now - line[0].since > limit:
+                self._advance(key)
+
+    def _flow_control(self) -> None:
+        high = self.cfg.sink_max_pending
+        if not self.paused and self.pending >= high:
+            self.consumer.pause(self.consumer.assignment())
+            self.paused = True
+        elif self.paused and self.pending < high // 2:
+            self.consumer.resume(self.consumer.assignment())
+            self.paused = False
+
+    # ----------------------------------------------------------------- writer threads
+    def _write_task(self, item: Pending, body_json: str, replace: list[str]) -> None:
+        cmd = item.cmd
         retrying = Retrying(
             retry=retry_if_exception(_transient),
             wait=wait_random_exponential(multiplier=0.2, max=30),
-            stop=stop_after_attempt(self.cfg.sink_max_attempts),
+            stop=stop_never,
             reraise=True,
+            before_sleep=self._log_retry(cmd),
         )
         try:
             for attempt in retrying:
                 with attempt:
-                    return self.client.upsert(
-                        cmd.record_type,
-                        cmd.external_id,
-                        canonical_json(body),
-                        replace=sublists(body),
-                    )
-        except RetryError as exc:  # pragma: no cover - reraise=True re-raises the cause
-            raise exc.last_attempt.exception() from exc  # type: ignore[misc]
-        raise AssertionError("unreachable")
+                    if self.stopping.is_set():
+                        raise InterruptedError("sink stopping")
+                    internal_id = self._request(cmd, body_json, replace)
+            self.results.put(Outcome(item, internal_id=internal_id))
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            self.results.put(Outcome(item, error=exc))
 
-    def _retry_parked(self) -> None:
-        progress = True
-        while progress:
-            progress = False
-            for key in list(self.parked):
-                queue = self.parked[key]
-                while queue and self._attempt_head(queue):
-                    progress = True
-                if not queue:
-                    del self.parked[key]
+    def _request(self, cmd: Command, body_json: str, replace: list[str]) -> str:
+        with self.limiter.slot(self.stopping):
+            next(self.attempts)
+            try:
+                internal_id = self.client.upsert(
+                    cmd.record_type, cmd.external_id, body_json, replace=replace
+                )
+            except NetSuiteResponseError as exc:
+                if exc.status == 429:
+                    self.limiter.throttle()
+                elif exc.status == 401 and self.limiter.unauthorized():
+                    raise CredentialsRefused(BAD_CREDENTIALS) from exc
+                raise
+        self.limiter.succeeded()
+        return internal_id
 
-    def _attempt_head(self, queue: list[Pending]) -> bool:
-        head = queue.pop(0)
-        if self._attempt(head):
-            return True
-        # _attempt re-inserted it at the head
-        return False
+    def _log_retry(self, cmd: Command) -> Any:
+        max_attempts = self.cfg.sink_max_attempts
+
+        def before_sleep(state: Any) -> None:
+            level = logging.WARNING if state.attempt_number >= max_attempts else logging.DEBUG
+            log.log(
+                level,
+                "%s %s: attempt %d failed (%s); retrying",
+                cmd.record_type,
+                cmd.external_id,
+                state.attempt_number,
+                state.outcome.exception() if state.outcome else "",
+            )
+
+        return before_sleep
+
+    # ----------------------------------------------------------------- results
+    def _collect(self, timeout: float) -> None:
+        """Handle finished writes (waiting up to ``timeout`` for the first)."""
+        try:
+            outcome = self.results.get(timeout=timeout) if timeout else self.results.get_nowait()
+        except queue.Empty:
+            return
+        while True:
+            self._finish(outcome)
+            try:
+                outcome = self.results.get_nowait()
+            except queue.Empty:
+                return
+
+    def _finish(self, outcome: Outcome) -> None:
+        item, exc = outcome.item, outcome.error
+        key = item.cmd.key
+        del self.in_flight[key]
+        line = self.queues[key]
+        if isinstance(exc, InterruptedError):
+            return  # stopping: stays unwritten and uncommitted
+        if isinstance(exc, CredentialsRefused | NetSuiteAuthError):
+            raise FatalSinkError(str(exc)) from exc
+        line.popleft()
+        self.pending -= 1
+        if exc is None:
+            assert outcome.internal_id is not None
+            self._backref(item.cmd, outcome.internal_id)
+            self._done(item.msg)
+            self.written += 1
+        else:
+            details = exc.details if isinstance(exc, NetSuiteResponseError) else None
+            self._dead_letter(item.msg, exc, details=details)
+        self._advance(key)
+        if exc is None:
+            self._wake((item.cmd.record_type, item.cmd.external_id))
 
     # ----------------------------------------------------------------- outputs
     def _backref(self, cmd: Command, internal_id: str) -> None:
@@ -271,13 +412,14 @@ class NetSuiteSink:
             }
         )
         self.producer.produce(self.backrefs_topic, key=cmd.key.encode(), value=value)
+        self.producer.poll(0)
         log.info("wrote %s %s -> internal id %s", cmd.record_type, cmd.external_id, internal_id)
 
-    def _dead_letter(self, msg: Message, exc: Exception, details: Any) -> None:
+    def _dead_letter(self, msg: Message, exc: BaseException, details: Any) -> None:
         topic, partition, offset = where(msg)
         log.error("dead letter %s[%d]@%d: %s", topic, partition, offset, exc)
         headers: list[tuple[str, str | bytes | None]] = [
-            *dead_letter_headers(topic, partition, offset, exc)
+            *dead_letter_headers(topic, partition, offset, exc)  # type: ignore[arg-type]
         ]
         if details is not None:
             headers.append(("netsuite.errorDetails", json.dumps(details).encode()))
@@ -307,12 +449,20 @@ class NetSuiteSink:
         return pos if pos >= 0 else None
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._commit()
+        """Finish the writes under way for the revoked partitions, commit, forget the rest."""
         revoked = {(p.topic, p.partition) for p in partitions}
-        for key in list(self.parked):
-            self.parked[key] = [p for p in self.parked[key] if where(p.msg)[:2] not in revoked]
-            if not self.parked[key]:
-                del self.parked[key]
+        for key in list(self.queues):
+            line = self.queues[key]
+            kept = deque(p for p in line if p.tp not in revoked or self.in_flight.get(key) is p)
+            self.pending -= len(line) - len(kept)
+            self.queues[key] = kept
+        while not self.stopping.is_set() and any(p.tp in revoked for p in self.in_flight.values()):
+            self._collect(timeout=0.1)
+        for key in list(self.queues):
+            if not self.queues[key]:
+                del self.queues[key]
+                self.blocked.discard(key)
+        self._commit()
         for tp in revoked:
             self.outstanding.pop(tp, None)
             self.next_commit.pop(tp, None)
@@ -321,12 +471,33 @@ class NetSuiteSink:
         self.running = False
 
     def close(self) -> None:
+        self.stopping.set()
+        # writes under way end at their next attempt; queued ones are cancelled (not written,
+        # not committed: a restart reads them again)
+        self.pool.shutdown(wait=True, cancel_futures=True)
         try:
+            while True:
+                try:
+                    self._finish(self.results.get_nowait())
+                except queue.Empty:
+                    break
+                except FatalSinkError:
+                    continue
+            self.in_flight.clear()
             self._commit()
         finally:
             self.consumer.close()
             self.index.close()
             self.producer.flush(10)
+            log.info(
+                "netsuite sink stopped: %d written, %d dead-lettered, %d requests, "
+                "limiter max %d in use, %d throttled answers",
+                self.written,
+                self.dead_lettered,
+                next(self.attempts),
+                self.limiter.max_in_use,
+                self.limiter.throttled,
+            )
 
 
 def run() -> None:

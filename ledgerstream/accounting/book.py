@@ -8,7 +8,7 @@ arrive; tests compare their commands with this, and the demo's reconciliation st
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +23,7 @@ class Book:
     commands: dict[str, Command] = field(default_factory=dict)  # key -> last command
     dead_letters: list[tuple[str, str]] = field(default_factory=list)  # (object id, reason)
     waiting: dict[str, str] = field(default_factory=dict)  # object id -> what it waits for
+    on_command: Callable[[Command], None] | None = field(default=None, repr=False)
 
     @property
     def waiting_deposits(self) -> dict[str, str]:
@@ -31,6 +32,8 @@ class Book:
     def take(self, outcome: Outcome) -> None:
         for cmd in outcome.commands:
             self.commands[cmd.key] = cmd
+            if self.on_command is not None:
+                self.on_command(cmd)
         for oid in outcome.ready:
             self.waiting.pop(oid, None)
         self.waiting.update(outcome.waiting)
@@ -41,12 +44,14 @@ def book_history(
     events: Iterable[Mapping[str, Any]],
     payout_transactions: Mapping[str, list[dict[str, Any]]],
     cfg: AccountingSettings,
+    on_command: Callable[[Command], None] | None = None,
 ) -> Book:
     """Book a history; ``payout_transactions``: payout id → its balance transactions (sources
-    expanded), as ``GET /v1/balance_transactions?payout=`` lists them."""
+    expanded), as ``GET /v1/balance_transactions?payout=`` lists them. ``on_command`` sees
+    every command in the order the ledger emits it (the book keeps only the last per key)."""
     tables: dict[str, dict[str, Any]] = defaultdict(dict)
     ledger = Ledger(cfg, lambda name: tables[name])
-    book = Book()
+    book = Book(on_command=on_command)
     payouts: dict[str, dict[str, Any]] = {}
     for event in sorted(events, key=lambda e: (e["created"], e["id"])):
         spec = route(event["type"])

@@ -4,6 +4,15 @@ What it does as NetSuite does:
 - URL shape ``/services/rest/record/v1/{recordType}[/{id}|/eid:{externalId}]``;
 - OAuth 1.0a token-based auth, HMAC-SHA256 with ``realm`` = account id, verified with oauthlib:
   a wrong key, token or signature gets 401 ``INVALID_LOGIN``;
+- OAuth 2.0 machine-to-machine: ``POST /services/rest/auth/oauth2/v1/token`` takes a
+  client-credentials grant with a JWT client assertion (``kid`` = certificate id, ``iss`` =
+  client id, ``aud`` = the token URL, ``scope``, at most an hour long), verified with joserfc
+  against the certificate's public key; it returns a bearer token valid ``token_ttl_s``;
+- a concurrency limit per account: requests beyond it get 429 at once;
+- latency (log-normal around a median) and injected faults: error statuses at given rates
+  (nothing written), spurious 401 ``INVALID_LOGIN``, and "commit, then drop the connection";
+- deposits: each ``payment`` line must be a customer payment or refund posted to Undeposited
+  Funds and not already in another deposit, and the deposit total may not be negative;
 - ``PUT …/eid:{externalId}`` creates or updates (upsert); ``POST`` creates; both answer
   **204 No Content** with the record URL in ``Location``; ``GET`` reads; a record-type ``GET``
   lists ids with ``limit``/``offset`` paging;
@@ -14,20 +23,29 @@ What it does as NetSuite does:
   added to the existing ones (so a client that forgets ``replace`` duplicates lines, as it would
   on NetSuite).
 
-Not NetSuite: ``GET /_emulator/records`` lists stored records in full and
-``POST /_emulator/reset`` empties the store (tests and the demo use them).
+Not NetSuite: ``GET /_emulator/records`` lists stored records in full, ``POST /_emulator/reset``
+empties the store, ``GET|POST /_emulator/behaviour`` reads or changes latency, limit and faults,
+``GET /_emulator/stats`` counts requests by outcome (tests, benchmarks and the demo use them).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 import re
+import secrets
+import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey, RSAKey
 from oauthlib.common import Request as OAuthRequest
 from oauthlib.oauth1.rfc5849 import signature as oauth_signature
 
@@ -36,6 +54,8 @@ from ledgerstream.netsuite_emulator.store import Record, Store, dumps, loads
 log = logging.getLogger(__name__)
 
 ROOT = "/services/rest/record/v1"
+TOKEN_PATH = "/services/rest/auth/oauth2/v1/token"
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 EID = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 ITEM_TYPES = ("serviceSaleItem", "discountItem", "nonInventorySaleItem", "otherChargeSaleItem")
 TRANSACTION_TYPES = ("invoice", "customerPayment", "creditMemo", "customerRefund")
@@ -127,6 +147,10 @@ class NetSuiteError(Exception):
             404: "Not Found",
             405: "Method Not Allowed",
             429: "Too Many Requests",
+            500: "Internal Server Error",
+            502: "Bad Gateway",
+            503: "Service Unavailable",
+            504: "Gateway Timeout",
         }
         item: dict[str, Any] = {"detail": self.detail, "o:errorCode": self.code}
         if self.path:
@@ -153,16 +177,62 @@ INVALID_LOGIN = (
 
 @dataclass
 class Credentials:
+    """What the account accepts: a TBA token, and/or an OAuth 2.0 client with a certificate."""
+
     account: str
-    consumer_key: str
-    consumer_secret: str
-    token_id: str
-    token_secret: str
+    consumer_key: str | None = None
+    consumer_secret: str | None = None
+    token_id: str | None = None
+    token_secret: str | None = None
+    client_id: str | None = None
+    certificate_id: str | None = None
+    public_key_pem: str | None = None
+
+
+@dataclass
+class Behaviour:
+    """Latency, concurrency limit and faults (changeable at run time)."""
+
+    concurrency_limit: int = 0  # 0 = no limit
+    latency_ms: float = 0.0  # median
+    latency_sigma: float = 0.0  # log-normal shape; 0 = always the median
+    error_rates: dict[str, float] = field(default_factory=dict)  # status -> share, before writing
+    spurious_401_rate: float = 0.0
+    drop_after_commit_rate: float = 0.0  # a write commits, then the connection is closed
+    token_ttl_s: int = 3600
+    seed: int | None = None
+
+    def latency_s(self, rng: random.Random) -> float:
+        if self.latency_ms <= 0:
+            return 0.0
+        factor = rng.lognormvariate(0.0, self.latency_sigma) if self.latency_sigma else 1.0
+        return self.latency_ms * factor / 1000
+
+    def draw(self, rng: random.Random) -> str | None:
+        """One fault for one request, or None: "<status>", "401" (spurious) or "drop"."""
+        u = rng.random()
+        for status, rate in [*self.error_rates.items(), ("401", self.spurious_401_rate)]:
+            if u < rate:
+                return status
+            u -= rate
+        return "drop" if u < self.drop_after_commit_rate else None
+
+
+ERROR_TEXT = {
+    "429": ("CONCURRENCY_LIMIT_EXCEEDED", "Concurrent request limit exceeded. Request blocked."),
+    "500": ("UNEXPECTED_ERROR", "An unexpected error occurred."),
+    "503": ("SERVICE_UNAVAILABLE", "The service is temporarily unavailable."),
+    "400": ("USER_ERROR", "Injected validation error."),
+}
+
+
+class DroppedResponse(Exception):
+    """The write committed; the client gets a closed connection instead of an answer."""
 
 
 def verify_oauth1(request: web.Request, body: bytes, creds: Credentials) -> None:
     header = request.headers.get("Authorization", "")
-    if not header.startswith("OAuth "):
+    if not header.startswith("OAuth ") or not creds.consumer_secret or not creds.token_secret:
         raise NetSuiteError(401, "INVALID_LOGIN", INVALID_LOGIN)
     params = dict(
         oauth_signature.collect_parameters(
@@ -212,10 +282,22 @@ def _walk(body: Any, path: list[str], trail: str = "") -> list[tuple[str, Any]]:
 
 
 class Emulator:
-    def __init__(self, store: Store, creds: Credentials):
+    def __init__(self, store: Store, creds: Credentials, behaviour: Behaviour | None = None):
         self.store = store
         self.creds = creds
         self.requests: Counter[str] = Counter()
+        self.faults: Counter[str] = Counter()
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.tokens: dict[str, float] = {}  # bearer token -> expiry (monotonic)
+        self.tokens_issued = 0
+        self.public_key = _public_key(creds.public_key_pem) if creds.public_key_pem else None
+        self.set_behaviour(behaviour or Behaviour())
+        self._deposited: dict[int, str] | None = None  # payment internal id -> deposit eid
+
+    def set_behaviour(self, behaviour: Behaviour) -> None:
+        self.behaviour = behaviour
+        self.rng = random.Random(behaviour.seed)
 
     # ----------------------------------------------------------------- validation
     def validate(self, rtype: str, body: dict[str, Any], creating: bool) -> None:
@@ -246,14 +328,75 @@ class Emulator:
                         where,
                     )
 
+    def deposited(self) -> dict[int, str]:
+        if self._deposited is None:
+            self._deposited = {}
+            for dep in self.store.list("deposit"):
+                for pid in _payment_ids(dep.fields):
+                    self._deposited[pid] = dep.external_id or str(dep.id)
+        return self._deposited
+
+    def validate_deposit(self, eid: str, fields: dict[str, Any]) -> None:
+        """As NetSuite: only undeposited payments/refunds, once each; total not negative."""
+        total = Decimal(0)
+        for i, line in enumerate((fields.get("payment") or {}).get("items", [])):
+            where = f"payment.items[{i}]"
+            pid = int(line["id"])
+            record = self.store.get("customerPayment", pid) or self.store.get("customerRefund", pid)
+            assert record is not None  # the reference rules checked it exists
+            if not self._undeposited_funds(record):
+                raise NetSuiteError(
+                    400,
+                    "INVALID_CONTENT",
+                    f"Transaction {pid} is not in Undeposited Funds and cannot be deposited.",
+                    where,
+                )
+            owner = self.deposited().get(pid)
+            if owner is not None and owner != eid:
+                raise NetSuiteError(
+                    400,
+                    "INVALID_CONTENT",
+                    f"Transaction {pid} has already been deposited (deposit {owner}).",
+                    where,
+                )
+            amount = abs(Decimal(str(line.get("paymentAmount", 0))))
+            total += -amount if record.type == "customerRefund" else amount
+        for line in (fields.get("other") or {}).get("items", []):
+            total += Decimal(str(line.get("amount", 0)))
+        for line in (fields.get("cashback") or {}).get("items", []):
+            total -= Decimal(str(line.get("amount", 0)))
+        if total < 0:
+            raise NetSuiteError(
+                400, "INVALID_CONTENT", f"The deposit total may not be negative ({total})."
+            )
+
+    def _undeposited_funds(self, record: Record) -> bool:
+        if record.fields.get("undepFunds") is True:
+            return True
+        account_id = (record.fields.get("account") or {}).get("id")
+        account = self.store.get("account", int(account_id)) if account_id else None
+        return account is not None and account.fields.get("acctType") == "UnDepFunds"
+
     # ----------------------------------------------------------------- operations
     def upsert(self, rtype: str, eid: str, body: dict[str, Any], replace: set[str]) -> Record:
         body = {k: v for k, v in body.items() if k not in ("id", "externalId", "links")}
         existing = self.store.get_by_eid(rtype, eid)
         self.validate(rtype, body, creating=existing is None)
-        if existing is None:
-            return self.store.create(rtype, eid, body)
-        return self.store.update(existing, self.merge(rtype, existing.fields, body, replace))
+        fields = body if existing is None else self.merge(rtype, existing.fields, body, replace)
+        if rtype == "deposit":
+            self.validate_deposit(eid, fields)
+        record = (
+            self.store.create(rtype, eid, fields)
+            if existing is None
+            else self.store.update(existing, fields)
+        )
+        if rtype == "deposit":
+            deposited = self.deposited()
+            for pid in [p for p, owner in deposited.items() if owner == eid]:
+                del deposited[pid]
+            for pid in _payment_ids(fields):
+                deposited[pid] = eid
+        return record
 
     @staticmethod
     def merge(
@@ -274,13 +417,108 @@ class Emulator:
 
     async def handle(self, request: web.Request) -> web.Response:
         body_bytes = await request.read()
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
-            verify_oauth1(request, body_bytes, self.creds)
-            response = self.dispatch(request, body_bytes)
-        except NetSuiteError as exc:
-            response = exc.response()
+            response = await self._handle(request, body_bytes)
+        except DroppedResponse:
+            self.requests[f"{request.method} dropped"] += 1
+            if request.transport is not None:
+                request.transport.close()
+            raise
+        finally:
+            self.in_flight -= 1
         self.requests[f"{request.method} {response.status}"] += 1
         return response
+
+    async def _handle(self, request: web.Request, body_bytes: bytes) -> web.Response:
+        behaviour = self.behaviour
+        try:
+            if behaviour.concurrency_limit and self.in_flight > behaviour.concurrency_limit:
+                self.faults["concurrency"] += 1
+                code, text = ERROR_TEXT["429"]
+                raise NetSuiteError(429, code, text)
+            delay = behaviour.latency_s(self.rng)
+            if delay:
+                await asyncio.sleep(delay)
+            self.authenticate(request, body_bytes)
+            fault = behaviour.draw(self.rng)
+            if fault is not None:
+                self.faults[fault] += 1
+            if fault == "401":
+                raise NetSuiteError(401, "INVALID_LOGIN", INVALID_LOGIN)
+            if fault is not None and fault != "drop":
+                code, text = ERROR_TEXT.get(fault, ("UNEXPECTED_ERROR", "Injected error."))
+                raise NetSuiteError(int(fault), code, text)
+            response = self.dispatch(request, body_bytes)
+            if fault == "drop" and request.method in ("PUT", "POST"):
+                raise DroppedResponse()
+            return response
+        except NetSuiteError as exc:
+            return exc.response()
+
+    def authenticate(self, request: web.Request, body_bytes: bytes) -> None:
+        header = request.headers.get("Authorization", "")
+        if header.startswith("Bearer "):
+            expiry = self.tokens.get(header[len("Bearer ") :])
+            if expiry is None or expiry < time.monotonic():
+                raise NetSuiteError(401, "INVALID_LOGIN", INVALID_LOGIN)
+            return
+        verify_oauth1(request, body_bytes, self.creds)
+
+    # ----------------------------------------------------------------- OAuth 2.0
+    async def token(self, request: web.Request) -> web.Response:
+        """Client credentials with a JWT assertion → a bearer token (RFC 6749, 7523)."""
+        form = await request.post()
+
+        def error(status: int, code: str, description: str) -> web.Response:
+            self.requests[f"token {status}"] += 1
+            return web.json_response(
+                {"error": code, "error_description": description}, status=status
+            )
+
+        if form.get("grant_type") != "client_credentials":
+            return error(400, "unsupported_grant_type", "grant_type must be client_credentials")
+        if form.get("client_assertion_type") != ASSERTION_TYPE:
+            return error(400, "invalid_request", "client_assertion_type must be jwt-bearer")
+        if self.public_key is None:
+            return error(401, "invalid_client", "no OAuth 2.0 client is configured")
+        try:
+            token = jwt.decode(
+                str(form.get("client_assertion", "")),
+                self.public_key,
+                algorithms=["PS256", "RS256", "ES256"],
+            )
+        except (JoseError, ValueError) as exc:
+            return error(401, "invalid_client", f"client assertion not verified: {exc}")
+        claims, now = token.claims, time.time()
+        scopes = claims.get("scope")
+        scopes = scopes.split(",") if isinstance(scopes, str) else list(scopes or [])
+        if token.header.get("kid") != self.creds.certificate_id:
+            return error(401, "invalid_client", "kid is not a certificate of this client")
+        if claims.get("iss") != self.creds.client_id:
+            return error(401, "invalid_client", "iss is not a client id of this account")
+        problems = []
+        if claims.get("aud") != f"{request.scheme}://{request.host}{TOKEN_PATH}":
+            problems.append("aud is not this token endpoint")
+        exp, iat = claims.get("exp"), claims.get("iat")
+        if not isinstance(exp, int) or not isinstance(iat, int) or exp < now or iat > now + 60:
+            problems.append("exp/iat missing or out of range")
+        elif exp - iat > 3600:
+            problems.append("the assertion may be valid for at most 3600 s")
+        if "rest_webservices" not in scopes:
+            problems.append("scope must include rest_webservices")
+        if problems:
+            return error(400, "invalid_grant", "; ".join(problems))
+        access = secrets.token_urlsafe(32)
+        ttl = self.behaviour.token_ttl_s
+        self.tokens = {t: e for t, e in self.tokens.items() if e > time.monotonic()}
+        self.tokens[access] = time.monotonic() + ttl
+        self.tokens_issued += 1
+        self.requests["token 200"] += 1
+        return web.json_response(
+            {"access_token": access, "expires_in": str(ttl), "token_type": "bearer"}
+        )
 
     def dispatch(self, request: web.Request, body_bytes: bytes) -> web.Response:
         rtype = request.match_info["type"]
@@ -384,16 +622,57 @@ class Emulator:
     async def admin_reset(self, request: web.Request) -> web.Response:
         self.store.reset()
         self.requests.clear()
+        self.faults.clear()
+        self.max_in_flight = 0
+        self._deposited = None
         return web.json_response({"reset": True})
 
+    async def admin_behaviour(self, request: web.Request) -> web.Response:
+        if request.method == "POST":
+            changes = await request.json()
+            self.set_behaviour(Behaviour(**{**asdict(self.behaviour), **changes}))
+        return web.json_response(asdict(self.behaviour))
 
-def make_app(store: Store, creds: Credentials) -> web.Application:
-    emu = Emulator(store, creds)
+    async def admin_stats(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "requests": dict(self.requests),
+                "faults": dict(self.faults),
+                "in_flight": self.in_flight,
+                "max_in_flight": self.max_in_flight,
+                "tokens_issued": self.tokens_issued,
+            }
+        )
+
+
+def _payment_ids(fields: dict[str, Any]) -> list[int]:
+    return [int(line["id"]) for line in (fields.get("payment") or {}).get("items", [])]
+
+
+def _public_key(pem: str) -> RSAKey | ECKey:
+    return ECKey.import_key(pem) if "EC " in pem or _is_ec(pem) else RSAKey.import_key(pem)
+
+
+def _is_ec(pem: str) -> bool:
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    return isinstance(load_pem_public_key(pem.encode()), ec.EllipticCurvePublicKey)
+
+
+def make_app(
+    store: Store, creds: Credentials, behaviour: Behaviour | None = None
+) -> web.Application:
+    emu = Emulator(store, creds, behaviour)
     app = web.Application(client_max_size=10 * 1024 * 1024)
+    app["emulator"] = emu
+    app.router.add_post(TOKEN_PATH, emu.token)
     app.router.add_route("*", ROOT + "/{type}", emu.handle)
     app.router.add_route("*", ROOT + "/{type}/{ident}", emu.handle)
     app.router.add_get("/_emulator/records", emu.admin_records)
     app.router.add_post("/_emulator/reset", emu.admin_reset)
+    app.router.add_route("*", "/_emulator/behaviour", emu.admin_behaviour)
+    app.router.add_get("/_emulator/stats", emu.admin_stats)
     app.on_cleanup.append(lambda _app: _close(store))
     return app
 
@@ -403,22 +682,43 @@ async def _close(store: Store) -> None:
 
 
 def credentials_from_settings() -> Credentials:
+    """The account accepts what the LEDGER_NETSUITE_* settings hold (the sink's own), both
+    methods when both are set; the certificate's public key is derived from the private key."""
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        PublicFormat,
+        load_pem_private_key,
+    )
+
     from ledgerstream import settings
 
     ns = settings.netsuite()
-    ns.require_credentials()
-    assert ns.netsuite_consumer_key and ns.netsuite_consumer_secret
-    assert ns.netsuite_token_id and ns.netsuite_token_secret
-    return Credentials(
+    if not ns.netsuite_account_id:
+        raise SystemExit("the emulator needs LEDGER_NETSUITE_ACCOUNT_ID")
+
+    def value(secret: Any) -> str | None:
+        return secret.get_secret_value() if secret is not None else None
+
+    public = None
+    if ns.netsuite_private_key is not None:
+        key = load_pem_private_key(ns.netsuite_private_key.get_secret_value().encode(), None)
+        public = key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    creds = Credentials(
         account=ns.netsuite_account_id,
-        consumer_key=ns.netsuite_consumer_key.get_secret_value(),
-        consumer_secret=ns.netsuite_consumer_secret.get_secret_value(),
-        token_id=ns.netsuite_token_id.get_secret_value(),
-        token_secret=ns.netsuite_token_secret.get_secret_value(),
+        consumer_key=value(ns.netsuite_consumer_key),
+        consumer_secret=value(ns.netsuite_consumer_secret),
+        token_id=value(ns.netsuite_token_id),
+        token_secret=value(ns.netsuite_token_secret),
+        client_id=value(ns.netsuite_client_id),
+        certificate_id=ns.netsuite_certificate_id,
+        public_key_pem=public.decode() if public else None,
     )
+    if not (creds.consumer_secret and creds.token_secret) and not creds.public_key_pem:
+        raise SystemExit("the emulator needs TBA or OAuth 2.0 credentials (LEDGER_NETSUITE_*)")
+    return creds
 
 
-def serve(host: str, port: int, data: str | Path) -> None:
+def serve(host: str, port: int, data: str | Path, behaviour: Behaviour | None = None) -> None:
     """Serve with the credentials of the LEDGER_NETSUITE_* settings (the sink's own)."""
-    app = make_app(Store(data), credentials_from_settings())
+    app = make_app(Store(data), credentials_from_settings(), behaviour)
     web.run_app(app, host=host, port=port, print=None, access_log=None)

@@ -34,6 +34,7 @@ SEED: dict[str, list[tuple[int, str | None, dict[str, Any]]]] = {
         (104, None, {"acctName": "Stripe Fees", "acctType": "Expense"}),
         (105, None, {"acctName": "Stripe Variance", "acctType": "Expense"}),
         (106, None, {"acctName": "Stripe Other Income", "acctType": "Income"}),
+        (107, None, {"acctName": "Stripe JPY Bank", "acctType": "Bank", "currency": "JPY"}),
     ],
     "paymentMethod": [(201, None, {"name": "Stripe"})],
     "serviceSaleItem": [(301, None, {"itemId": "Stripe Item"})],

@@ -2,24 +2,45 @@
 
 from __future__ import annotations
 
+import json
 import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from oauthlib.oauth1 import SIGNATURE_HMAC_SHA256
 from requests_oauthlib import OAuth1
 
 from ledgerstream.pipeline import Pipeline
 from ledgerstream.settings import NetSuiteSettings
-from sinks.netsuite_client import NetSuiteClient, NetSuiteResponseError
+from sinks.netsuite_client import NetSuiteAuthError, NetSuiteClient, NetSuiteResponseError
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("local_stack")]
 
 
-def client_for(pipeline: Pipeline, **override: str) -> NetSuiteClient:
-    values = {k.removeprefix("LEDGER_").lower(): v for k, v in pipeline.netsuite.items()}
+def client_for(pipeline: Pipeline, **override: Any) -> NetSuiteClient:
+    values: dict[str, Any] = {}
+    for key, value in pipeline.netsuite.items():
+        name = key.removeprefix("LEDGER_").lower()
+        if name.endswith("_file"):
+            name, value = name.removesuffix("_file"), Path(value).read_text()
+        values[name] = value
     values.update(override)
     return NetSuiteClient(NetSuiteSettings(netsuite_base_url=pipeline.emulator_url, **values))
+
+
+def behave(pipeline: Pipeline, **changes: Any) -> None:
+    requests.post(f"{pipeline.emulator_url}/_emulator/behaviour", json=changes, timeout=5)
+
+
+def other_private_key() -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode()
 
 
 @pytest.fixture
@@ -153,3 +174,143 @@ def test_unknown_record_type_is_404(emulator: Pipeline) -> None:
     with pytest.raises(NetSuiteResponseError) as err:
         client_for(emulator).upsert("spaceship", "x1", "{}")
     assert err.value.status == 404
+
+
+# ----------------------------------------------------------------- OAuth 2.0 machine-to-machine
+def test_m2m_token_is_fetched_once_then_refreshed_before_expiry(emulator: Pipeline) -> None:
+    behave(emulator, token_ttl_s=2)
+    ns = client_for(emulator, netsuite_auth="m2m")
+    first = ns.upsert("customer", "cus_M1", CUSTOMER)
+    assert ns.upsert("customer", "cus_M1", CUSTOMER) == first
+    assert emulator.emulator_stats()["tokens_issued"] == 1
+    time.sleep(2.1)  # the token has expired: the client fetches a new one before using it
+    assert ns.upsert("customer", "cus_M1", CUSTOMER) == first
+    stats = emulator.emulator_stats()
+    assert stats["tokens_issued"] == 2
+    assert stats["requests"] == {"token 200": 2, "PUT 204": 3}
+    # a TBA-signed client still works on the same account
+    assert client_for(emulator).get("customer", "eid:cus_M1")["id"] == first
+
+
+@pytest.mark.parametrize(
+    ("override", "reason"),
+    [
+        ({"netsuite_private_key": "other"}, "client assertion not verified"),
+        ({"netsuite_client_id": "not-the-client"}, "iss is not a client id"),
+        ({"netsuite_certificate_id": "not-the-certificate"}, "kid is not a certificate"),
+        ({"netsuite_scopes": "restlets"}, "scope must include rest_webservices"),
+    ],
+)
+def test_m2m_wrong_credentials_are_refused_with_a_clear_error(
+    emulator: Pipeline, override: dict[str, str], reason: str
+) -> None:
+    if override.get("netsuite_private_key") == "other":
+        override = {"netsuite_private_key": other_private_key()}
+    ns = client_for(emulator, netsuite_auth="m2m", **override)
+    with pytest.raises(NetSuiteAuthError) as err:
+        ns.upsert("customer", "cus_M2", CUSTOMER)
+    assert reason in str(err.value) and "LEDGER_NETSUITE_CLIENT_ID" in str(err.value)
+    assert emulator.records("customer") == []
+    # a bearer token that was never issued is refused like a bad TBA signature
+    resp = requests.put(
+        f"{emulator.emulator_url}/services/rest/record/v1/customer/eid:cus_M2",
+        data=CUSTOMER,
+        headers={"Authorization": "Bearer made-up"},
+        timeout=5,
+    )
+    assert resp.status_code == 401
+    assert resp.json()["o:errorDetails"][0]["o:errorCode"] == "INVALID_LOGIN"
+
+
+# ----------------------------------------------------------------- limits and faults
+def test_requests_beyond_the_concurrency_limit_get_429(emulator: Pipeline) -> None:
+    behave(emulator, concurrency_limit=2, latency_ms=400)
+    ns = client_for(emulator)
+    outcomes: list[int] = []
+
+    def put(i: int) -> None:
+        try:
+            ns.upsert("customer", f"cus_C{i}", CUSTOMER)
+            outcomes.append(204)
+        except NetSuiteResponseError as exc:
+            outcomes.append(exc.status)
+
+    threads = [threading.Thread(target=put, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == [204, 204, 429, 429, 429, 429]
+    stats = emulator.emulator_stats()
+    assert stats["faults"] == {"concurrency": 4} and stats["max_in_flight"] >= 3
+    assert len(emulator.records("customer")) == 2
+
+
+def test_injected_errors_write_nothing_and_dropped_responses_commit(emulator: Pipeline) -> None:
+    ns = client_for(emulator)
+    behave(emulator, error_rates={"503": 1.0})
+    with pytest.raises(NetSuiteResponseError) as err:
+        ns.upsert("customer", "cus_F1", CUSTOMER)
+    assert err.value.status == 503 and emulator.records("customer") == []
+    behave(emulator, error_rates={}, spurious_401_rate=1.0)
+    with pytest.raises(NetSuiteResponseError) as err:
+        ns.upsert("customer", "cus_F1", CUSTOMER)
+    assert err.value.status == 401 and emulator.records("customer") == []
+    behave(emulator, spurious_401_rate=0.0, drop_after_commit_rate=1.0)
+    with pytest.raises(requests.ConnectionError):
+        ns.upsert("customer", "cus_F1", CUSTOMER)
+    assert [r["externalId"] for r in emulator.records("customer")] == ["cus_F1"]
+    behave(emulator, drop_after_commit_rate=0.0)
+    ns.upsert("customer", "cus_F1", CUSTOMER)  # the retry is the same upsert: still one record
+    assert len(emulator.records("customer")) == 1
+    assert emulator.emulator_stats()["faults"] == {"503": 1, "401": 1, "drop": 1}
+
+
+# ----------------------------------------------------------------- deposits
+def _payment(ns: NetSuiteClient, eid: str, amount: str, undeposited: bool = True) -> str:
+    customer = ns.upsert("customer", "cus_D", CUSTOMER)
+    body = {
+        "customer": {"id": customer},
+        "payment": amount,
+        "undepFunds": undeposited,
+        "account": {"id": "101" if undeposited else "102"},
+        "currency": {"id": "11"},
+    }
+    return ns.upsert("customerPayment", eid, json.dumps(body))
+
+
+def _deposit(payments: list[tuple[str, str]], fee: str = "0") -> str:
+    return json.dumps(
+        {
+            "account": {"id": "102"},
+            "currency": {"id": "11"},
+            "payment": {
+                "items": [{"id": p, "deposit": True, "paymentAmount": a} for p, a in payments]
+            },
+            "cashback": {"items": [{"account": {"id": "104"}, "amount": fee}]},
+        }
+    )
+
+
+def test_deposit_validation_as_netsuite_does_it(emulator: Pipeline) -> None:
+    ns = client_for(emulator)
+    p1 = _payment(ns, "ch_1", "100.00")
+    p2 = _payment(ns, "ch_2", "5.00")
+    posted = _payment(ns, "ch_3", "7.00", undeposited=False)
+    first = ns.upsert("deposit", "po_1", _deposit([(p1, "100.00")], fee="3.20"))
+    # the same deposit written again (a retry, or a re-sync) keeps its own payment
+    assert ns.upsert("deposit", "po_1", _deposit([(p1, "100.00")], fee="3.20")) == first
+
+    def refused(body: str, eid: str = "po_2") -> dict[str, Any]:
+        with pytest.raises(NetSuiteResponseError) as err:
+            ns.upsert("deposit", eid, body, replace=["payment", "cashback"])
+        assert err.value.status == 400
+        return err.value.details[0]
+
+    assert "already been deposited" in refused(_deposit([(p1, "100.00")]))["detail"]
+    assert refused(_deposit([(p1, "100.00")]))["o:errorPath"] == "payment.items[0]"
+    assert "not in Undeposited Funds" in refused(_deposit([(posted, "7.00")]))["detail"]
+    assert "may not be negative" in refused(_deposit([(p2, "5.00")], fee="5.01"))["detail"]
+    assert "Invalid Field Value" in refused(_deposit([("99999", "1.00")]))["detail"]
+    ns.upsert("deposit", "po_2", _deposit([(p2, "5.00")], fee="5.00"))  # zero is allowed
+    assert {r["externalId"] for r in emulator.records("deposit")} == {"po_1", "po_2"}

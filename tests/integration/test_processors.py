@@ -25,7 +25,7 @@ from ledgerstream.accounting.book import book_history
 from ledgerstream.avro import Serde
 from ledgerstream.commands import Command
 from ledgerstream.generator import History, Scenario, generate
-from ledgerstream.pipeline import Pipeline
+from ledgerstream.pipeline import Pipeline, free_port
 from ledgerstream.stripe_records import key_for
 from tests.integration.helpers import consume_all, end_offsets, wait_caught_up
 from tests.unit.test_ledger import CFG, expanded_payout_txns, records, routed
@@ -179,7 +179,7 @@ def test_two_workers_split_the_partitions_and_agree(
 ) -> None:
     produce(records(history))
     pipe.start("processor", "processor", "worker")
-    pipe.extra_env["LEDGER_WORKER_WEB_PORT"] = str(pipe.worker_port + 1)
+    pipe.extra_env["LEDGER_WORKER_WEB_PORT"] = str(free_port())  # own web port
     pipe.start("processor-2", "processor", "worker")
     assert final_commands(pipe) == reference
     # both took part, with disjoint partitions, the same numbers on co-partitioned topics

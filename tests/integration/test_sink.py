@@ -1,0 +1,204 @@
+"""The NetSuite sink over a real broker against the emulator over HTTP: exactly one record per
+command key under faults, dead letters with NetSuite's error, wrong credentials stop it."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Producer
+
+from ledgerstream import settings, topics
+from ledgerstream.accounting.book import book_history
+from ledgerstream.avro import Serde
+from ledgerstream.commands import Command, find_refs, sublists
+from ledgerstream.generator import Scenario, generate
+from ledgerstream.pipeline import Pipeline
+from tests.integration.helpers import consume_all, wait_caught_up
+from tests.unit.test_ledger import CFG, expanded_payout_txns, routed
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("local_stack")]
+
+SCENARIO = Scenario(
+    seed=11,
+    customers=6,
+    months=2,
+    settlement_currencies=("usd", "jpy"),
+    refund_rate=0.2,
+    dispute_rate=0.1,
+    credit_note_rate=0.1,
+)
+ACCOUNTING_ENV = {"LEDGER_NETSUITE_BANK_ACCOUNT_IDS": '{"USD": "102", "JPY": "107"}'}
+# 20 % of requests fail transiently: throttling, server errors, spurious 401s, and writes that
+# commit but whose answer never arrives
+FAULTS = {
+    "LEDGER_EMULATOR_ERRORS": "429=0.05,500=0.03,503=0.03",
+    "LEDGER_EMULATOR_SPURIOUS_401_RATE": "0.04",
+    "LEDGER_EMULATOR_DROP_AFTER_COMMIT_RATE": "0.05",
+    "LEDGER_EMULATOR_LATENCY_MS": "20",
+    "LEDGER_EMULATOR_LATENCY_SIGMA": "0.5",
+    "LEDGER_EMULATOR_SEED": "7",
+}
+
+
+def command_stream() -> list[Command]:
+    """Every command the processors emit for the scenario, in emission order."""
+    history = generate(SCENARIO)
+    stream: list[Command] = []
+    book = book_history(
+        [routed(history, e) for e in history.events],
+        expanded_payout_txns(history),
+        CFG,
+        on_command=stream.append,
+    )
+    assert book.dead_letters == [] and book.waiting == {}
+    return stream
+
+
+@pytest.fixture
+def pipe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipeline]:
+    pipeline = Pipeline(tmp_path / "run", extra_env=dict(ACCOUNTING_ENV))
+    monkeypatch.setenv("LEDGER_TOPIC_PREFIX", pipeline.prefix)
+    settings.kafka.cache_clear()
+    pipeline.cli("topics")
+    yield pipeline
+    pipeline.stop()
+    settings.kafka.cache_clear()
+
+
+def publish(commands: list[Command]) -> None:
+    name = topics.name(topics.NETSUITE_COMMANDS)
+    serde = Serde(name, topics.NETSUITE_COMMANDS.schema or "")
+    producer = Producer({**settings.kafka().client_config(), "enable.idempotence": True})
+    for cmd in commands:
+        producer.produce(name, key=cmd.key.encode(), value=serde.dumps(cmd.to_avro()))
+    assert producer.flush(60) == 0
+
+
+def start_emulator(pipe: Pipeline, **env: str) -> None:
+    pipe.start("emulator", "emulator", "netsuite", env=env)
+    pipe.wait_http(f"{pipe.emulator_url}/_emulator/records", "emulator")
+
+
+def wait_sink_done(pipe: Pipeline, timeout: float = 240) -> None:
+    wait_caught_up(
+        pipe.env()["LEDGER_SINK_GROUP_ID"],
+        [topics.name(topics.NETSUITE_COMMANDS)],
+        timeout=timeout,
+        check=pipe.check_alive,
+    )
+
+
+def _scalars(body: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if isinstance(v, str | int | float | bool)}
+
+
+@pytest.mark.parametrize("auth", ["tba", "m2m"])
+def test_faults_and_dropped_responses_end_with_exactly_the_expected_records(
+    pipe: Pipeline, auth: str
+) -> None:
+    stream = command_stream()
+    last = {c.key: c for c in stream}
+    assert len(stream) > len(last)  # some records are written more than once (updates)
+    publish(stream)
+    start_emulator(pipe, **FAULTS)
+    pipe.start(
+        "sink",
+        "sink",
+        "netsuite",
+        env={"LEDGER_NETSUITE_AUTH": auth, "LEDGER_NETSUITE_CONCURRENCY": "4"},
+    )
+    wait_sink_done(pipe)
+
+    records = pipe.records()
+    stored = Counter((r["type"], r["externalId"]) for r in records)
+    expected = {(c.record_type, c.external_id) for c in last.values()}
+    assert set(stored) == expected  # none missing, none extra
+    assert max(stored.values()) == 1  # none duplicated
+    by_key = {f"{r['type']}/{r['externalId']}": r for r in records}
+    internal = {(r["type"], r["externalId"]): r["id"] for r in records}
+    for key, cmd in last.items():
+        record = by_key[key]
+        for name, value in _scalars(cmd.body).items():  # the last write of each record won
+            assert str(record[name]) == str(value), (key, name)
+        for sublist in sublists(cmd.body):  # retried writes did not add lines
+            assert len(record[sublist]["items"]) == len(cmd.body[sublist]["items"]), key
+        for rtype, eid in find_refs(cmd.body):  # references resolved to the right records
+            assert (rtype, eid) in internal
+
+    stats = pipe.emulator_stats()
+    injected = sum(stats["faults"].values())
+    assert injected >= 0.1 * len(stream), stats  # the faults did happen
+    assert stats["faults"].get("drop", 0) > 0 and stats["faults"].get("401", 0) > 0
+    if auth == "m2m":
+        assert stats["tokens_issued"] >= 1 and "token 200" in stats["requests"]
+    assert consume_all(topics.dlq_name(topics.NETSUITE_COMMANDS), timeout=3) == []
+    backrefs_topic = topics.name(topics.NETSUITE_BACKREFS)
+    serde = Serde(backrefs_topic, topics.NETSUITE_BACKREFS.schema or "")
+    backrefs = [serde.loads(m.value()) for m in consume_all(backrefs_topic, timeout=5)]
+    assert {(b["record_type"], b["external_id"]) for b in backrefs} == expected
+    for ref in backrefs:
+        assert internal[(ref["record_type"], ref["external_id"])] == ref["internal_id"]
+
+
+def _customer(eid: str, subsidiary: str = "1") -> Command:
+    body = {"companyName": f"Customer {eid}", "subsidiary": {"id": subsidiary}}
+    return Command("customer", eid, body, "customer", eid, "netsuite_customer_id")
+
+
+def test_a_400_is_dead_lettered_with_netsuite_error_and_later_records_are_written(
+    pipe: Pipeline,
+) -> None:
+    bad = _customer("cus_bad", subsidiary="999")
+    later = [_customer(f"cus_ok{i}") for i in range(5)]
+    publish([bad, *later])
+    start_emulator(pipe)
+    pipe.start("sink", "sink", "netsuite")
+    wait_sink_done(pipe, timeout=90)
+
+    assert {r["externalId"] for r in pipe.records("customer")} == {c.external_id for c in later}
+    dead = consume_all(topics.dlq_name(topics.NETSUITE_COMMANDS), timeout=10)
+    assert len(dead) == 1
+    headers = {k: (v or b"").decode() for k, v in dead[0].headers()}
+    details = json.loads(headers["netsuite.errorDetails"])
+    assert details[0]["o:errorCode"] == "INVALID_CONTENT"
+    assert details[0]["o:errorPath"] == "subsidiary"
+    assert headers["dlq.topic"] == topics.name(topics.NETSUITE_COMMANDS)
+    commands = Serde(topics.name(topics.NETSUITE_COMMANDS), topics.NETSUITE_COMMANDS.schema or "")
+    assert commands.loads(dead[0].value())["external_id"] == "cus_bad"  # the command, unchanged
+
+
+@pytest.mark.parametrize("auth", ["tba", "m2m"])
+def test_wrong_secret_stops_the_sink_with_a_clear_error_not_a_retry_storm(
+    pipe: Pipeline, auth: str
+) -> None:
+    publish([_customer(f"cus_w{i}") for i in range(30)])
+    start_emulator(pipe)
+    if auth == "tba":
+        wrong = {"LEDGER_NETSUITE_TOKEN_SECRET": "0" * 64}
+        expected = "NetSuite rejects the credentials"
+    else:
+        key = pipe.run_dir / "other-key.pem"
+        from tests.integration.test_netsuite_emulator import other_private_key
+
+        key.write_text(other_private_key())
+        wrong = {"LEDGER_NETSUITE_PRIVATE_KEY_FILE": str(key)}
+        expected = "token endpoint refused the client assertion"
+    sink = pipe.start("sink", "sink", "netsuite", env={"LEDGER_NETSUITE_AUTH": auth, **wrong})
+    deadline = time.monotonic() + 90
+    while sink.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert sink.returncode not in (None, 0), "the sink kept running with wrong credentials"
+    del pipe.procs["sink"]
+    log = pipe.log("sink")
+    assert expected in log
+    assert "0" * 64 not in log and "PRIVATE KEY" not in log  # no secret in the log
+    stats = pipe.emulator_stats()
+    attempts = stats["requests"].get("PUT 401", 0) + stats["requests"].get("token 401", 0)
+    assert 1 <= attempts <= 10, stats  # stopped after a few, not a storm
+    assert pipe.records("customer") == []
