@@ -291,6 +291,8 @@ class Emulator:
         self.max_in_flight = 0
         self.tokens: dict[str, float] = {}  # bearer token -> expiry (monotonic)
         self.tokens_issued = 0
+        self.first_write: float | None = None  # wall-clock time of the first accepted write
+        self.last_write: float | None = None
         self.public_key = _public_key(creds.public_key_pem) if creds.public_key_pem else None
         self.set_behaviour(behaviour or Behaviour())
         self._deposited: dict[int, str] | None = None  # payment internal id -> deposit eid
@@ -429,6 +431,9 @@ class Emulator:
         finally:
             self.in_flight -= 1
         self.requests[f"{request.method} {response.status}"] += 1
+        if request.method in ("PUT", "POST") and response.status < 300:
+            self.last_write = time.time()
+            self.first_write = self.first_write or self.last_write
         return response
 
     async def _handle(self, request: web.Request, body_bytes: bytes) -> web.Response:
@@ -624,6 +629,7 @@ class Emulator:
         self.requests.clear()
         self.faults.clear()
         self.max_in_flight = 0
+        self.first_write = self.last_write = None
         self._deposited = None
         return web.json_response({"reset": True})
 
@@ -641,6 +647,8 @@ class Emulator:
                 "in_flight": self.in_flight,
                 "max_in_flight": self.max_in_flight,
                 "tokens_issued": self.tokens_issued,
+                "first_write": self.first_write,
+                "last_write": self.last_write,
             }
         )
 

@@ -7,6 +7,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,9 @@ from ledgerstream.accounting.book import book_history
 from ledgerstream.avro import Serde
 from ledgerstream.commands import Command, find_refs, sublists
 from ledgerstream.generator import Scenario, generate
-from ledgerstream.pipeline import Pipeline
+from ledgerstream.pipeline import AppThread, Pipeline
+from ledgerstream.stripe_double import StripeDouble
+from sinks.stripe_metadata import MetadataWriter
 from tests.integration.helpers import consume_all, wait_caught_up
 from tests.unit.test_ledger import CFG, expanded_payout_txns, routed
 
@@ -202,3 +205,69 @@ def test_wrong_secret_stops_the_sink_with_a_clear_error_not_a_retry_storm(
     attempts = stats["requests"].get("PUT 401", 0) + stats["requests"].get("token 401", 0)
     assert 1 <= attempts <= 10, stats  # stopped after a few, not a storm
     assert pipe.records("customer") == []
+
+
+# ----------------------------------------------------------------- Stripe metadata writer
+def test_metadata_writer_coalesces_per_object_backs_off_and_dead_letters_refusals(
+    pipe: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    history = generate(SCENARIO)
+    refund = next(o for o in history.objects.values() if o["object"] == "refund")
+    customer = next(o for o in history.objects.values() if o["object"] == "customer")
+    double = StripeDouble(history, rate_limit=2)  # Stripe answers 429 beyond 2 calls/s
+    server = AppThread(double.app())
+    monkeypatch.setenv("LEDGER_STRIPE_API_BASE", server.url)
+    settings.stripe.cache_clear()
+    try:
+        refs = [
+            ("refund", refund["id"], "creditMemo", "netsuite_credit_memo_id", "41"),
+            ("refund", refund["id"], "customerRefund", "netsuite_customer_refund_id", "42"),
+            ("customer", customer["id"], "customer", "netsuite_customer_id", "43"),
+            (
+                "charge",
+                "ch_does_not_exist",
+                "customerPayment",
+                "netsuite_customer_payment_id",
+                "44",
+            ),
+            ("refund", refund["id"], "creditMemo", "netsuite_credit_memo_id", "41"),  # again
+        ]
+        name = topics.name(topics.NETSUITE_BACKREFS)
+        serde = Serde(name, topics.NETSUITE_BACKREFS.schema or "")
+        producer = Producer(settings.kafka().client_config())
+        for obj, sid, rtype, key, internal in refs:
+            value = {
+                "record_type": rtype,
+                "external_id": sid,
+                "internal_id": internal,
+                "stripe_object": obj,
+                "stripe_id": sid,
+                "metadata_key": key,
+                "command_id": "c" * 64,
+                "written_at": datetime.now(UTC),
+            }
+            producer.produce(name, key=f"{rtype}/{sid}".encode(), value=serde.dumps(value))
+        assert producer.flush(30) == 0
+
+        writer = MetadataWriter()
+        writer.run(idle_exit_s=3)
+
+        assert double.objects[refund["id"]]["metadata"] == {
+            **(refund.get("metadata") or {}),
+            "netsuite_credit_memo_id": "41",
+            "netsuite_customer_refund_id": "42",
+        }
+        assert double.objects[customer["id"]]["metadata"]["netsuite_customer_id"] == "43"
+        # one call per object (the refund's two keys and its repeat coalesced), 429s retried
+        assert writer.updated == 2 and writer.dead_lettered == 1
+        assert double.stats["429"] >= 1
+        posts = sum(n for k, n in double.stats.items() if k.startswith("POST "))
+        assert writer.calls == posts == 3 + double.stats["429"]
+        dead = consume_all(topics.dlq_name(topics.NETSUITE_BACKREFS), timeout=10)
+        assert len(dead) == 1
+        assert serde.loads(dead[0].value())["stripe_id"] == "ch_does_not_exist"
+        headers = {k: (v or b"").decode() for k, v in dead[0].headers()}
+        assert "No such charge" in headers["dlq.exception.message"]
+    finally:
+        server.close()
+        settings.stripe.cache_clear()
