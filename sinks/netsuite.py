@@ -328,12 +328,35 @@ class NetSuiteSink:
             self.results.put(Outcome(item, error=exc))
 
     def _request(self, cmd: Command, body_json: str, replace: list[str]) -> str:
+        if cmd.operation == "link":
+            return self._link(cmd)
+        return self._call(
+            lambda: self.client.upsert(cmd.record_type, cmd.external_id, body_json, replace=replace)
+        )
+
+    def _link(self, cmd: Command) -> str:
+        """Link mode: the record matching ``body.match`` if NetSuite has one, else a new one
+        from ``body.create`` (an upsert on the externalId, so a retry cannot create two)."""
+        match, create = cmd.body["match"], cmd.body["create"]
+        found = self._call(
+            lambda: self.client.find_id(cmd.record_type, match["field"], str(match["value"]))
+        )
+        if found is not None:
+            log.info("linked %s %s to existing %s", cmd.record_type, cmd.external_id, found)
+            return found
+        body = resolve_refs(create, self.index.ids)
+        return self._call(
+            lambda: self.client.upsert(
+                cmd.record_type, cmd.external_id, canonical_json(body), replace=sublists(body)
+            )
+        )
+
+    def _call(self, request: Any) -> Any:
+        """One NetSuite request inside a limiter slot, feeding the limiter what it answered."""
         with self.limiter.slot(self.stopping):
             next(self.attempts)
             try:
-                internal_id = self.client.upsert(
-                    cmd.record_type, cmd.external_id, body_json, replace=replace
-                )
+                result = request()
             except NetSuiteResponseError as exc:
                 if exc.status == 429:
                     self.limiter.throttle()
@@ -341,7 +364,7 @@ class NetSuiteSink:
                     raise CredentialsRefused(BAD_CREDENTIALS) from exc
                 raise
         self.limiter.succeeded()
-        return internal_id
+        return result
 
     def _log_retry(self, cmd: Command) -> Any:
         max_attempts = self.cfg.sink_max_attempts

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 RECORD_ROOT = "/services/rest/record/v1"
 TOKEN_PATH = "/services/rest/auth/oauth2/v1/token"
+SUITEQL_PATH = "/services/rest/query/v1/suiteql"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
@@ -200,6 +201,22 @@ class NetSuiteClient:
                 [{"detail": f"Location header was {location!r}"}],
             )
         return internal_id
+
+    def find_id(self, record_type: str, field: str, value: str) -> str | None:
+        """SuiteQL: the lowest internal id whose ``field`` equals ``value`` (case and surrounding
+        blanks ignored), or None."""
+        literal = value.strip().lower().replace("'", "''")
+        query = f"SELECT id FROM {record_type} WHERE LOWER(TRIM({field})) = '{literal}' ORDER BY id"
+        resp = self.session.post(
+            f"{self.root}{SUITEQL_PATH}",
+            params={"limit": 1},
+            json={"q": query},
+            headers={"Prefer": "transient"},
+            timeout=self.timeout,
+        )
+        self._check(resp)
+        items = resp.json().get("items", [])
+        return str(items[0]["id"]) if items else None
 
     def get(self, record_type: str, ident: str) -> dict[str, Any]:
         resp = self.session.get(self.url(record_type, ident), timeout=self.timeout)

@@ -11,6 +11,8 @@ What it does as NetSuite does:
 - a concurrency limit per account: requests beyond it get 429 at once;
 - latency (log-normal around a median) and injected faults: error statuses at given rates
   (nothing written), spurious 401 ``INVALID_LOGIN``, and "commit, then drop the connection";
+- SuiteQL (``POST /services/rest/query/v1/suiteql``, ``Prefer: transient``), only the query
+  the sink's link mode sends: ``SELECT id FROM <type> WHERE LOWER(TRIM(<field>)) = '<v>'``;
 - deposits: each ``payment`` line must be a customer payment or refund posted to Undeposited
   Funds and not already in another deposit, and the deposit total may not be negative;
 - ``PUT …/eid:{externalId}`` creates or updates (upsert); ``POST`` creates; both answer
@@ -55,6 +57,13 @@ log = logging.getLogger(__name__)
 
 ROOT = "/services/rest/record/v1"
 TOKEN_PATH = "/services/rest/auth/oauth2/v1/token"
+SUITEQL_PATH = "/services/rest/query/v1/suiteql"
+# the one SuiteQL shape the sink sends (link mode's customer match)
+MATCH_QUERY = re.compile(
+    r"^\s*SELECT\s+id\s+FROM\s+(\w+)\s+WHERE\s+LOWER\(TRIM\((\w+)\)\)\s*=\s*"
+    r"'((?:[^']|'')*)'\s+ORDER\s+BY\s+id\s*$",
+    re.IGNORECASE,
+)
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 EID = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 ITEM_TYPES = ("serviceSaleItem", "discountItem", "nonInventorySaleItem", "otherChargeSaleItem")
@@ -430,8 +439,9 @@ class Emulator:
             raise
         finally:
             self.in_flight -= 1
-        self.requests[f"{request.method} {response.status}"] += 1
-        if request.method in ("PUT", "POST") and response.status < 300:
+        is_query = request.path == SUITEQL_PATH
+        self.requests[f"{'QUERY' if is_query else request.method} {response.status}"] += 1
+        if request.method in ("PUT", "POST") and response.status < 300 and not is_query:
             self.last_write = time.time()
             self.first_write = self.first_write or self.last_write
         return response
@@ -455,6 +465,8 @@ class Emulator:
             if fault is not None and fault != "drop":
                 code, text = ERROR_TEXT.get(fault, ("UNEXPECTED_ERROR", "Injected error."))
                 raise NetSuiteError(int(fault), code, text)
+            if request.path == SUITEQL_PATH:
+                return self.suiteql(request, body_bytes)
             response = self.dispatch(request, body_bytes)
             if fault == "drop" and request.method in ("PUT", "POST"):
                 raise DroppedResponse()
@@ -583,6 +595,40 @@ class Emulator:
             )
         raise NetSuiteError(405, "INVALID_REQUEST", f"{request.method} is not supported yet")
 
+    def suiteql(self, request: web.Request, body_bytes: bytes) -> web.Response:
+        """``POST /query/v1/suiteql``: only ``SELECT id FROM t WHERE LOWER(TRIM(f)) = 'v'``."""
+        if request.method != "POST":
+            raise NetSuiteError(405, "INVALID_REQUEST", "SuiteQL queries are POSTed")
+        if "transient" not in request.headers.get("Prefer", ""):
+            raise NetSuiteError(
+                400, "INVALID_PARAMETER", "SuiteQL requests need the header Prefer: transient"
+            )
+        query = str(self._json(body_bytes).get("q", ""))
+        match = MATCH_QUERY.match(query)
+        if match is None:
+            raise NetSuiteError(
+                400, "INVALID_PARAMETER", f"The emulator does not run this query: {query[:200]}"
+            )
+        rtype, column, value = match.group(1), match.group(2), match.group(3).replace("''", "'")
+        if rtype not in RULES:
+            raise NetSuiteError(400, "INVALID_PARAMETER", f"Unknown table {rtype}")
+        found = [
+            r
+            for r in self.store.list(rtype, include_seed=True)
+            if str(r.fields.get(column, "")).strip().lower() == value
+        ]
+        limit = min(int(request.query.get("limit", "1000")), 1000)
+        items = [{"links": [], "id": str(r.id)} for r in sorted(found, key=lambda r: r.id)]
+        body = {
+            "links": [],
+            "count": min(len(items), limit),
+            "hasMore": len(items) > limit,
+            "items": items[:limit],
+            "offset": 0,
+            "totalResults": len(items),
+        }
+        return web.Response(text=dumps(body), content_type="application/vnd.oracle.resource+json")
+
     def list_ids(self, request: web.Request, rtype: str) -> web.Response:
         limit = min(int(request.query.get("limit", "1000")), 1000)
         offset = int(request.query.get("offset", "0"))
@@ -675,6 +721,7 @@ def make_app(
     app = web.Application(client_max_size=10 * 1024 * 1024)
     app["emulator"] = emu
     app.router.add_post(TOKEN_PATH, emu.token)
+    app.router.add_route("*", SUITEQL_PATH, emu.handle)
     app.router.add_route("*", ROOT + "/{type}", emu.handle)
     app.router.add_route("*", ROOT + "/{type}/{ident}", emu.handle)
     app.router.add_get("/_emulator/records", emu.admin_records)

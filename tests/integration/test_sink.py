@@ -271,3 +271,37 @@ def test_metadata_writer_coalesces_per_object_backs_off_and_dead_letters_refusal
     finally:
         server.close()
         settings.stripe.cache_clear()
+
+
+def test_link_mode_matches_an_existing_customer_or_creates_one(pipe: Pipeline) -> None:
+    start_emulator(pipe)
+    from tests.integration.test_netsuite_emulator import client_for
+
+    ns = client_for(pipe)
+    existing = ns.upsert(
+        "customer",
+        "crm-7",
+        '{"companyName":"Acme","email":" ACME@Example.com ","subsidiary":{"id":"1"}}',
+    )
+
+    def link(eid: str, email: str) -> Command:
+        create = {"companyName": f"Customer {eid}", "email": email, "subsidiary": {"id": "1"}}
+        body = {"match": {"field": "email", "value": email}, "create": create}
+        return Command(
+            "customer", eid, body, "customer", eid, "netsuite_customer_id", operation="link"
+        )
+
+    publish([link("cus_L1", "acme@example.com"), link("cus_L2", "new@example.com")])
+    pipe.start("sink", "sink", "netsuite")
+    wait_sink_done(pipe, timeout=90)
+
+    customers = {r["externalId"]: r["id"] for r in pipe.records("customer")}
+    assert customers == {"crm-7": existing, "cus_L2": customers["cus_L2"]}  # no duplicate Acme
+    name = topics.name(topics.NETSUITE_BACKREFS)
+    serde = Serde(name, topics.NETSUITE_BACKREFS.schema or "")
+    refs = {
+        r["external_id"]: r["internal_id"]
+        for r in map(serde.loads, (m.value() for m in consume_all(name)))
+    }
+    assert refs == {"cus_L1": existing, "cus_L2": customers["cus_L2"]}
+    assert pipe.emulator_stats()["requests"] == {"PUT 204": 2, "QUERY 200": 2}
