@@ -7,23 +7,39 @@ consumer group committed the end of every input topic (start-up and recovery inc
 same for both). Memory: resident size of one worker after it processed histories with growing
 numbers of customers (keys in its RocksDB tables).
 
+Memory by key count (``--keys``): feeding histories runs at a few hundred records/s, so a
+million keys come another way. A small real history goes through a worker first; its table
+changelogs give each table's share of the keys and real rows (keys and values exactly as the
+worker wrote them). For each count N, the changelog topics of a fresh app id are pre-filled
+with N distinct keys (copies of those rows under new ids, spread over every partition), the
+real worker starts and recovers them into RocksDB, then processes a small live history; the
+worker's ``/ledger/memory/`` page then gives its resident size and Python-heap figures.
+
     .venv/bin/python -m benchmarks.processor_bench [--customers 400] [--memory 2000,8000]
+    .venv/bin/python -m benchmarks.processor_bench --keys 0,100000,1000000 [--unbounded]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
+
+import requests
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from ledgerstream import settings, stack
 from ledgerstream.generator import Scenario, generate
 from ledgerstream.pipeline import Pipeline
-from tests.integration.helpers import wait_caught_up
+from tests.integration.helpers import consume_all, wait_caught_up
 from tests.integration.test_processors import INPUT_TOPICS, produce
 from tests.unit.test_ledger import records
 
@@ -36,21 +52,36 @@ def feed(customers: int) -> list:
     )
 
 
-def run_worker(command: list[str], data: list, label: str) -> tuple[float, int, Pipeline]:
+WORKER = [sys.executable, "-m", "ledgerstream.cli", "--log-level", "warning", "processor", "worker"]
+ACCOUNTING_ENV = {"LEDGER_NETSUITE_BANK_ACCOUNT_IDS": '{"USD": "102", "JPY": "107"}'}
+MIB = 1024 * 1024
+
+
+def new_pipeline(label: str, extra_env: dict[str, str] | None = None) -> Pipeline:
     pipeline = Pipeline(
         Path(tempfile.mkdtemp(prefix=f"{label}-")),
-        extra_env={"LEDGER_NETSUITE_BANK_ACCOUNT_IDS": '{"USD": "102", "JPY": "107"}'},
+        extra_env={**ACCOUNTING_ENV, **(extra_env or {})},
     )
     os.environ["LEDGER_TOPIC_PREFIX"] = pipeline.prefix
     settings.kafka.cache_clear()
     pipeline.cli("topics")
-    produce(data)
-    t0 = time.perf_counter()
+    return pipeline
+
+
+def start(pipeline: Pipeline, command: list[str], label: str) -> subprocess.Popen[bytes]:
     log = open(pipeline.run_dir / f"{label}.log", "ab")  # noqa: SIM115
     proc = subprocess.Popen(
         command, env=pipeline.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     pipeline.procs[label] = proc
+    return proc
+
+
+def run_worker(command: list[str], data: list, label: str) -> tuple[float, int, Pipeline]:
+    pipeline = new_pipeline(label)
+    produce(data)
+    t0 = time.perf_counter()
+    proc = start(pipeline, command, label)
     wait_caught_up(
         f"{pipeline.name}-processor",
         [pipeline.prefix + t for t in INPUT_TOPICS],
@@ -62,23 +93,206 @@ def run_worker(command: list[str], data: list, label: str) -> tuple[float, int, 
     return elapsed, rss, pipeline
 
 
+# ------------------------------------------------------------------------- memory by key count
+def app_id(pipeline: Pipeline) -> str:
+    return f"{pipeline.name}-processor"  # LEDGER_APP_ID of the pipeline
+
+
+def admin() -> AdminClient:
+    return AdminClient(settings.kafka().client_config())
+
+
+def table_rows(customers: int) -> dict[str, list[tuple[bytes, bytes]]]:
+    """Per table, its live rows (key, value bytes) after a worker processed a real history."""
+    elapsed, _, pipeline = run_worker(WORKER, feed(customers), "shapes")
+    pipeline.stop()
+    prefix, suffix = app_id(pipeline) + "-", "-changelog"
+    names = [t for t in admin().list_topics(timeout=10).topics if t.startswith(prefix)]
+    rows: dict[str, list[tuple[bytes, bytes]]] = {}
+    for topic in sorted(t for t in names if t.endswith(suffix)):
+        last: dict[bytes, bytes | None] = {}
+        for msg in consume_all(topic):
+            last[msg.key()] = msg.value()
+        live = [(k, v) for k, v in last.items() if v is not None]
+        rows[topic[len(prefix) : -len(suffix)]] = live
+    delete_topics(pipeline)
+    shutil.rmtree(pipeline.run_dir, ignore_errors=True)
+    return rows
+
+
+def prefill(pipeline: Pipeline, rows: dict[str, list[tuple[bytes, bytes]]], keys: int) -> None:
+    """``keys`` distinct keys on the changelog topics of the pipeline's tables, as faust
+    writes them: each table gets its share (as in the real run) of copies of its real rows,
+    the row's own id replaced by a new one wherever it occurs, round-robin over partitions."""
+    partitions = settings.kafka().topic_partitions
+    total = sum(len(r) for r in rows.values())
+    shares = {t: round(keys * len(r) / total) for t, r in rows.items() if r}
+    names = {t: f"{app_id(pipeline)}-{t}-changelog" for t in rows}
+    client = admin()  # kept until the futures resolve: a destroyed handle fails them
+    created = client.create_topics(
+        [
+            NewTopic(
+                name,
+                partitions,
+                settings.kafka().topic_replication_factor,
+                config={"cleanup.policy": "compact"},
+            )
+            for name in names.values()
+        ]
+    )
+    for future in created.values():
+        future.result()
+    producer = Producer(
+        {
+            **settings.kafka().client_config(),
+            "linger.ms": 50,
+            "batch.size": 1_000_000,
+            "queue.buffering.max.messages": 500_000,
+        }
+    )
+    t0 = time.perf_counter()
+    sent = 0
+    for table, count in shares.items():
+        samples = rows[table]
+        for i in range(count):
+            key, value = samples[i % len(samples)]
+            own = key.decode().strip('"')  # the id as it appears in the key (raw or JSON)
+            new = f"{own}x{i:08d}"
+            while True:
+                try:
+                    producer.produce(
+                        names[table],
+                        key=key.replace(own.encode(), new.encode()),
+                        value=value.replace(own.encode(), new.encode()),
+                        partition=sent % partitions,
+                    )
+                    break
+                except BufferError:
+                    producer.poll(0.2)
+            sent += 1
+    if producer.flush(300) != 0:
+        raise RuntimeError("changelog pre-fill not delivered")
+    elapsed = time.perf_counter() - t0
+    print(
+        f"  pre-filled {sent} keys in {elapsed:.0f} s ({sent / max(elapsed, 1e-9):.0f}/s): {shares}"
+    )
+
+
+def memory_page(pipeline: Pipeline, objects: bool = False) -> dict[str, Any]:
+    url = f"http://127.0.0.1:{pipeline.worker_port}/ledger/memory/"
+    resp = requests.get(url, params={"objects": "1"} if objects else {}, timeout=60)
+    resp.raise_for_status()
+    return dict(resp.json())
+
+
+def wait_recovered(pipeline: Pipeline, timeout: float = 1200) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        pipeline.check_alive()
+        try:
+            page = memory_page(pipeline)
+            if page["recovery_completed"] and not page["in_recovery"]:
+                return page
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"worker did not recover; see {pipeline.run_dir}")
+        time.sleep(1)
+
+
+def keys_run(
+    rows: dict[str, list[tuple[bytes, bytes]]], keys: int, live: list, env: dict[str, str]
+) -> dict[str, Any]:
+    pipeline = new_pipeline(f"keys-{keys}", env)
+    try:
+        prefill(pipeline, rows, keys)
+        t0 = time.perf_counter()
+        start(pipeline, WORKER, "processor")
+        recovered = wait_recovered(pipeline)
+        recovery_s = time.perf_counter() - t0
+        produce(live)
+        t1 = time.perf_counter()
+        wait_caught_up(
+            app_id(pipeline),
+            [pipeline.prefix + t for t in INPUT_TOPICS],
+            timeout=600,
+            check=pipeline.check_alive,
+        )
+        live_s = time.perf_counter() - t1
+        page = memory_page(pipeline, objects=True)
+        pipeline.stop()
+        shutil.rmtree(pipeline.run_dir, ignore_errors=True)  # kept when the run failed
+        return {
+            "keys": keys,
+            "recovery_s": recovery_s,
+            "recovered_rss": recovered["rss_bytes"],
+            "live_s": live_s,
+            **page,
+        }
+    finally:
+        pipeline.stop()
+        delete_topics(pipeline)
+
+
+def delete_topics(pipeline: Pipeline) -> None:
+    """The run's own topics (its prefix and app id start with its unique name)."""
+    client = admin()
+    mine = [t for t in client.list_topics(timeout=10).topics if t.startswith(pipeline.name)]
+    for future in client.delete_topics(mine).values() if mine else ():
+        try:
+            future.result()
+        except Exception as exc:  # noqa: BLE001 - a leftover topic is not worth failing for
+            print(f"  (could not delete a topic: {exc})")
+
+
+def memory_by_keys(counts: list[int], live_customers: int, unbounded: bool) -> None:
+    env = {"LEDGER_PROCESSOR_ROCKSDB_BOUNDED": "false"} if unbounded else {}
+    rows = table_rows(50)
+    print("rows per table in a real run (50 customers):", {t: len(r) for t, r in rows.items()})
+    sizes = [len(k) + len(v) for r in rows.values() for k, v in r]
+    print(f"row size: mean {sum(sizes) / len(sizes):.0f} B, max {max(sizes)} B")
+    live = feed(live_customers)
+    mode = "faust's RocksDB defaults" if unbounded else "bounded RocksDB budget"
+    print(f"{mode}; live history after recovery: {len(live)} records")
+    header = (
+        f"{'keys':>9} {'recover':>8} {'RSS recovered':>14} {'RSS live':>9} {'RSS peak':>9} "
+        f"{'malloc used':>12} {'py blocks':>10} {'gc objects':>11} {'rocksdb cache':>14}"
+    )
+    print(header)
+    for count in counts:
+        r = keys_run(rows, count, live, env)
+        cache = r.get("cache_usage_bytes")
+        print(
+            f"{r['keys']:>9} {r['recovery_s']:>7.0f}s {r['recovered_rss'] / MIB:>10.0f} MiB "
+            f"{r['rss_bytes'] / MIB:>5.0f} MiB {r['rss_peak_bytes'] / MIB:>5.0f} MiB "
+            f"{r.get('malloc_in_use_bytes', 0) / MIB:>8.0f} MiB "
+            f"{r['python_allocated_blocks']:>10} {r['gc_objects']:>11} "
+            + (f"{cache / MIB:>10.0f} MiB" if cache is not None else f"{'-':>14}"),
+            flush=True,
+        )
+        print("  " + json.dumps(r), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--customers", type=int, default=400)
     parser.add_argument("--memory", default="", help="comma-separated customer counts")
+    parser.add_argument(
+        "--keys", default="", help="comma-separated key counts: only the memory-by-keys runs"
+    )
+    parser.add_argument("--live-customers", type=int, default=20, help="history after recovery")
+    parser.add_argument(
+        "--unbounded", action="store_true", help="--keys with faust's own RocksDB defaults"
+    )
     args = parser.parse_args()
     started = stack.up(echo=lambda line: None)
     try:
+        if args.keys:
+            counts = [int(c) for c in args.keys.split(",") if c]
+            memory_by_keys(counts, args.live_customers, args.unbounded)
+            return
         data = feed(args.customers)
-        worker = [
-            sys.executable,
-            "-m",
-            "ledgerstream.cli",
-            "--log-level",
-            "warning",
-            "processor",
-            "worker",
-        ]
+        worker = WORKER
         passthrough = [sys.executable, "-m", "benchmarks.passthrough_app"]
         results = {}
         for label, command in (("passthrough", passthrough), ("processor", worker)):

@@ -50,6 +50,9 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=200.0)
     parser.add_argument("--latency-sigma", type=float, default=0.0)
     parser.add_argument("--limit", type=int, default=10)
+    parser.add_argument(
+        "--sink-concurrency", type=int, help="default: the limit; more shows the adaptation"
+    )
     parser.add_argument("--auth", choices=["tba", "m2m"], default="tba")
     args = parser.parse_args()
     started = stack.up(echo=lambda line: None)
@@ -76,7 +79,11 @@ def main() -> None:
             "sink",
             "sink",
             "netsuite",
-            env={"LEDGER_NETSUITE_CONCURRENCY": str(args.limit), "LEDGER_NETSUITE_AUTH": args.auth},
+            env={
+                "LEDGER_SINK_REPORT_INTERVAL_S": "5",
+                "LEDGER_NETSUITE_CONCURRENCY": str(args.sink_concurrency or args.limit),
+                "LEDGER_NETSUITE_AUTH": args.auth,
+            },
         )
         wait_caught_up(
             f"{pipeline.name}-netsuite-sink",
@@ -94,7 +101,7 @@ def main() -> None:
         ceiling = args.limit / (args.latency_ms / 1000)
         print(
             f"commands {len(stream)} ({records} records); latency {args.latency_ms:.0f} ms, "
-            f"limit {args.limit}: ceiling {ceiling:.1f} writes/s"
+            f"limit {args.limit}, sink concurrency {args.sink_concurrency or args.limit}: ceiling {ceiling:.1f} writes/s"
         )
         print(
             f"writes {writes} in {elapsed:.1f} s (first to last write) = {rate:.1f} writes/s "
@@ -105,6 +112,7 @@ def main() -> None:
             f" emulator max in flight {stats['max_in_flight']}; sink start to last write "
             f"{stats['last_write'] - t0:.1f} s"
         )
+        print(f"sink log: {pipeline.run_dir / 'sink.log'}")
     finally:
         pipeline.stop()
         if started:

@@ -264,6 +264,7 @@ class SinkSettings(_Base):
     sink_max_pending: int = Field(
         2000, description="commands held in memory (in flight or waiting) before reading pauses"
     )
+    sink_report_interval_s: float = Field(30.0, description="how often the sink logs progress")
     sink_auth_failures: int = Field(
         30,
         description="consecutive 401s (no success between) taken as wrong credentials and not as "

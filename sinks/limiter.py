@@ -2,10 +2,13 @@
 
 NetSuite limits concurrent requests per account, across every integration, and answers 429
 beyond it (under load sometimes a spurious 401 ``INVALID_LOGIN`` instead). The limiter starts at
-the configured concurrency (this integration's share) and adapts, additive-increase /
-multiplicative-decrease: a throttling answer cuts the limit by a third (at most once per
-``cooldown_s``, so one burst counts once); every success adds 1/limit, so it climbs back to the
-ceiling after about a limit's worth of clean round trips per step.
+the configured concurrency (this integration's share) and adapts:
+- a throttling answer means the account had no slot for the request that got it, so the limit
+  drops to one less than the requests the sink had open then (and by at least a quarter), at
+  most once per round trip (the running average of successful requests' durations, or
+  ``cooldown_s`` before there is one) so that one burst counts once;
+- a success while the window is full adds ``1 / (2 * limit)``: the limit climbs back one step
+  per two windows of clean round trips (it does not grow while the sink is not using it).
 
 Separately, the limiter tells a wrong credential from throttling: 401s with no success in
 between are counted, and a run of them (fewer before the first success ever) is fatal.
@@ -25,7 +28,7 @@ class AdaptiveLimiter:
         ceiling: int,
         *,
         floor: int = 1,
-        cooldown_s: float = 1.0,
+        cooldown_s: float = 0.5,
         auth_failures: int = 30,
         auth_failures_before_success: int = 5,
     ):
@@ -40,6 +43,7 @@ class AdaptiveLimiter:
         self.throttled = 0
         self.decreases = 0
         self._last_decrease = 0.0
+        self.rtt: float | None = None  # running average of successful requests' durations
         self._cond = threading.Condition()
         self._auth_failures = auth_failures
         self._auth_failures_before_success = auth_failures_before_success
@@ -62,12 +66,15 @@ class AdaptiveLimiter:
                 self.in_use -= 1
                 self._cond.notify()
 
-    def succeeded(self) -> None:
+    def succeeded(self, duration_s: float | None = None) -> None:
         with self._cond:
+            if duration_s is not None:
+                self.rtt = duration_s if self.rtt is None else 0.8 * self.rtt + 0.2 * duration_s
             self._ever_succeeded = True
             self._consecutive_401 = 0
-            if self.limit < self.ceiling:
-                self.limit = min(float(self.ceiling), self.limit + 1.0 / self.limit)
+            # in_use still counts this request: the window was full when it is >= the limit
+            if self.limit < self.ceiling and self.in_use >= int(self.limit):
+                self.limit = min(float(self.ceiling), self.limit + 0.5 / self.limit)
                 self._cond.notify_all()
 
     def throttle(self) -> None:
@@ -75,9 +82,11 @@ class AdaptiveLimiter:
         with self._cond:
             self.throttled += 1
             now = time.monotonic()
-            if now - self._last_decrease >= self.cooldown_s:
+            cooldown = self.cooldown_s if self.rtt is None else max(0.02, self.rtt)
+            if now - self._last_decrease >= cooldown:
                 self._last_decrease = now
-                self.limit = max(float(self.floor), self.limit * 2 / 3)
+                target = min(self.in_use - 1, self.limit * 0.75)
+                self.limit = max(float(self.floor), float(target))
                 self.decreases += 1
 
     def unauthorized(self) -> bool:

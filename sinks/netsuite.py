@@ -26,7 +26,6 @@ assertion, stops the sink with a clear message (credentials are wrong).
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import queue
@@ -59,6 +58,23 @@ class FatalSinkError(RuntimeError):
 
 class CredentialsRefused(Exception):
     """A run of 401s: the credentials are wrong (raised in a writer thread)."""
+
+
+def _throttled(exc: BaseException) -> bool:
+    return isinstance(exc, NetSuiteResponseError) and exc.status in (401, 429)
+
+
+def _backoff() -> Any:
+    """Jittered exponential waits: short after a 429/401 (the limiter already shrank the window;
+    long waits would only stall the records that depend on this one), long after failures."""
+    throttled = wait_random_exponential(multiplier=0.1, max=2)
+    failed = wait_random_exponential(multiplier=0.2, max=30)
+
+    def wait(state: Any) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        return float(throttled(state) if exc is not None and _throttled(exc) else failed(state))
+
+    return wait
 
 
 def _transient(exc: BaseException) -> bool:
@@ -193,7 +209,8 @@ class NetSuiteSink:
         self.running = True
         self.written = 0
         self.dead_lettered = 0
-        self.attempts = itertools.count()
+        self.requests = 0  # NetSuite requests sent (retries included)
+        self._requests_lock = threading.Lock()
 
     # ----------------------------------------------------------------- main loop
     def run(self, idle_exit_s: float | None = None) -> None:
@@ -204,7 +221,7 @@ class NetSuiteSink:
             len(self.index.ids),
             self.limiter.ceiling,
         )
-        idle_since = last_commit = last_sweep = time.monotonic()
+        idle_since = last_commit = last_sweep = last_report = time.monotonic()
         quiet = False
         try:
             while self.running:
@@ -232,8 +249,26 @@ class NetSuiteSink:
                 if now - last_commit > 0.5:
                     last_commit = now
                     self._commit()
+                if now - last_report > self.cfg.sink_report_interval_s:
+                    last_report = now
+                    self._report()
         finally:
             self.close()
+
+    def _report(self) -> None:
+        log.info(
+            "progress: %d written, %d dead-lettered, %d requests; %d in flight, %d waiting for "
+            "references, %d read and not done; limiter %.1f of %d, %d throttled answers",
+            self.written,
+            self.dead_lettered,
+            self.requests,
+            len(self.in_flight),
+            len(self.blocked),
+            self.pending,
+            self.limiter.limit,
+            self.limiter.ceiling,
+            self.limiter.throttled,
+        )
 
     def handle(self, msg: Message) -> None:
         topic, partition, offset = where(msg)
@@ -312,7 +347,7 @@ class NetSuiteSink:
         cmd = item.cmd
         retrying = Retrying(
             retry=retry_if_exception(_transient),
-            wait=wait_random_exponential(multiplier=0.2, max=30),
+            wait=_backoff(),
             stop=stop_never,
             reraise=True,
             before_sleep=self._log_retry(cmd),
@@ -354,7 +389,9 @@ class NetSuiteSink:
     def _call(self, request: Any) -> Any:
         """One NetSuite request inside a limiter slot, feeding the limiter what it answered."""
         with self.limiter.slot(self.stopping):
-            next(self.attempts)
+            with self._requests_lock:
+                self.requests += 1
+            started = time.monotonic()
             try:
                 result = request()
             except NetSuiteResponseError as exc:
@@ -363,7 +400,8 @@ class NetSuiteSink:
                 elif exc.status == 401 and self.limiter.unauthorized():
                     raise CredentialsRefused(BAD_CREDENTIALS) from exc
                 raise
-        self.limiter.succeeded()
+            # still holding the slot: it counts as open
+            self.limiter.succeeded(time.monotonic() - started)
         return result
 
     def _log_retry(self, cmd: Command) -> Any:
@@ -517,7 +555,7 @@ class NetSuiteSink:
                 "limiter max %d in use, %d throttled answers",
                 self.written,
                 self.dead_lettered,
-                next(self.attempts),
+                self.requests,
                 self.limiter.max_in_use,
                 self.limiter.throttled,
             )

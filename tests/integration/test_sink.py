@@ -305,3 +305,20 @@ def test_link_mode_matches_an_existing_customer_or_creates_one(pipe: Pipeline) -
     }
     assert refs == {"cus_L1": existing, "cus_L2": customers["cus_L2"]}
     assert pipe.emulator_stats()["requests"] == {"PUT 204": 2, "QUERY 200": 2}
+
+
+def test_the_sink_adapts_to_an_account_limit_below_its_configured_concurrency(
+    pipe: Pipeline,
+) -> None:
+    customers = [_customer(f"cus_a{i}") for i in range(300)]
+    publish(customers)
+    start_emulator(pipe, LEDGER_EMULATOR_CONCURRENCY_LIMIT="3", LEDGER_EMULATOR_LATENCY_MS="100")
+    pipe.start("sink", "sink", "netsuite", env={"LEDGER_NETSUITE_CONCURRENCY": "9"})
+    wait_sink_done(pipe, timeout=120)
+    assert len(pipe.records("customer")) == 300
+    requests = pipe.emulator_stats()["requests"]
+    # without adapting, 6 of every 9 requests would be refused (two 429s per write); the
+    # limiter keeps the refusals to the probes above the account's limit
+    print("adaptation:", requests)
+    assert requests["PUT 204"] == 300
+    assert requests.get("PUT 429", 0) < 0.5 * 300, requests

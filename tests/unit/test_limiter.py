@@ -1,5 +1,6 @@
 import threading
 import time
+from contextlib import ExitStack
 
 import pytest
 
@@ -28,13 +29,22 @@ def test_never_more_slots_than_the_limit() -> None:
     assert peak[0] == 3 and limiter.max_in_use == 3 and limiter.in_use == 0
 
 
-def test_throttling_shrinks_once_per_cooldown_and_successes_restore_it() -> None:
+def test_throttling_shrinks_to_below_what_was_open_and_full_windows_grow_it_back() -> None:
     limiter = AdaptiveLimiter(10, cooldown_s=60)
-    for _ in range(5):  # one burst of 429s counts once
-        limiter.throttle()
-    assert int(limiter.limit) == 6 and limiter.decreases == 1 and limiter.throttled == 5
-    for _ in range(40):
-        limiter.succeeded()
+    with ExitStack() as held:
+        for _ in range(8):
+            held.enter_context(limiter.slot())
+        for _ in range(5):  # one burst of 429s counts once
+            limiter.throttle()
+    assert limiter.limit == 7 and limiter.decreases == 1 and limiter.throttled == 5
+    for _ in range(50):
+        limiter.succeeded()  # nothing open: the sink is not using its window, no growth
+    assert limiter.limit == 7
+    while limiter.limit < 10:
+        with ExitStack() as held:
+            for _ in range(int(limiter.limit)):
+                held.enter_context(limiter.slot())
+            limiter.succeeded()
     assert limiter.limit == 10
 
 
