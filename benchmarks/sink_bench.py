@@ -25,8 +25,8 @@ from ledgerstream.accounting.book import book_history
 from ledgerstream.commands import Command
 from ledgerstream.generator import Scenario, generate
 from ledgerstream.pipeline import Pipeline
-from tests.integration.helpers import wait_caught_up
-from tests.integration.test_sink import ACCOUNTING_ENV, publish
+from tests.integration.helpers import ACCOUNTING_ENV, wait_caught_up
+from tests.integration.test_sink import publish
 from tests.unit.test_ledger import CFG, expanded_payout_txns, routed
 
 
@@ -101,7 +101,8 @@ def main() -> None:
         ceiling = args.limit / (args.latency_ms / 1000)
         print(
             f"commands {len(stream)} ({records} records); latency {args.latency_ms:.0f} ms, "
-            f"limit {args.limit}, sink concurrency {args.sink_concurrency or args.limit}: ceiling {ceiling:.1f} writes/s"
+            f"limit {args.limit}, sink concurrency {args.sink_concurrency or args.limit}: "
+            f"ceiling {ceiling:.1f} writes/s"
         )
         print(
             f"writes {writes} in {elapsed:.1f} s (first to last write) = {rate:.1f} writes/s "

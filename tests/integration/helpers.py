@@ -14,6 +14,9 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from ledgerstream import settings
 from ledgerstream.kafka_util import end_offset, where
 
+# the tests' histories settle in USD and JPY: the emulator's seeded bank accounts for them
+ACCOUNTING_ENV = {"LEDGER_NETSUITE_BANK_ACCOUNT_IDS": '{"USD": "102", "JPY": "107"}'}
+
 
 @dataclass
 class Exchange:

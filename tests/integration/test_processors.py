@@ -13,7 +13,6 @@ import random
 import shutil
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from ledgerstream.commands import Command
 from ledgerstream.generator import History, Scenario, generate
 from ledgerstream.pipeline import Pipeline, free_port
 from ledgerstream.stripe_records import key_for
-from tests.integration.helpers import consume_all, end_offsets, wait_caught_up
+from tests.integration.helpers import ACCOUNTING_ENV, consume_all, end_offsets, wait_caught_up
 from tests.unit.test_ledger import CFG, expanded_payout_txns, records, routed
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("local_stack")]
@@ -41,7 +40,6 @@ SCENARIO = Scenario(
     dispute_rate=0.15,
     credit_note_rate=0.1,
 )
-ACCOUNTING_ENV = {"LEDGER_NETSUITE_BANK_ACCOUNT_IDS": '{"USD": "102", "JPY": "107"}'}
 INPUT_TOPICS = (
     "stripe.customer",
     "stripe.invoice",
@@ -66,17 +64,6 @@ def reference(history: History) -> dict[str, str]:
     )
     assert book.dead_letters == [] and book.waiting == {}
     return {k: c.command_id for k, c in book.commands.items()}
-
-
-@pytest.fixture
-def pipe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipeline]:
-    pipeline = Pipeline(tmp_path / "run", extra_env=dict(ACCOUNTING_ENV))
-    monkeypatch.setenv("LEDGER_TOPIC_PREFIX", pipeline.prefix)
-    settings.kafka.cache_clear()
-    pipeline.cli("topics")
-    yield pipeline
-    pipeline.stop()
-    settings.kafka.cache_clear()
 
 
 def produce(feed: list[tuple[str, Any]]) -> None:

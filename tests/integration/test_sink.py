@@ -6,9 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,7 +34,6 @@ SCENARIO = Scenario(
     dispute_rate=0.1,
     credit_note_rate=0.1,
 )
-ACCOUNTING_ENV = {"LEDGER_NETSUITE_BANK_ACCOUNT_IDS": '{"USD": "102", "JPY": "107"}'}
 # 20 % of requests fail transiently: throttling, server errors, spurious 401s, and writes that
 # commit but whose answer never arrives
 FAULTS = {
@@ -61,17 +58,6 @@ def command_stream() -> list[Command]:
     )
     assert book.dead_letters == [] and book.waiting == {}
     return stream
-
-
-@pytest.fixture
-def pipe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipeline]:
-    pipeline = Pipeline(tmp_path / "run", extra_env=dict(ACCOUNTING_ENV))
-    monkeypatch.setenv("LEDGER_TOPIC_PREFIX", pipeline.prefix)
-    settings.kafka.cache_clear()
-    pipeline.cli("topics")
-    yield pipeline
-    pipeline.stop()
-    settings.kafka.cache_clear()
 
 
 def publish(commands: list[Command]) -> None:
