@@ -237,8 +237,6 @@ class NetSuiteSink:
                     quiet = True
                     if msg is not None and is_real_error(msg):
                         log.error("consumer error: %s", msg.error())
-                    for dep in self.index.follow():
-                        self._wake(dep)
                     if now - last_sweep > 1.0:
                         last_sweep = now
                         self._sweep_blocked()
@@ -248,6 +246,9 @@ class NetSuiteSink:
                         break
                 if now - last_commit > 0.5:
                     last_commit = now
+                    # back-references of other sink instances (this one's are known already)
+                    for dep in self.index.follow():
+                        self._wake(dep)
                     self._commit()
                 if now - last_report > self.cfg.sink_report_interval_s:
                     last_report = now
