@@ -16,7 +16,7 @@ real worker starts and recovers them into RocksDB, then processes a small live h
 worker's ``/ledger/memory/`` page then gives its resident size and Python-heap figures.
 
     .venv/bin/python -m benchmarks.processor_bench [--customers 400] [--memory 2000,8000]
-    .venv/bin/python -m benchmarks.processor_bench --keys 0,100000,1000000 [--unbounded]
+    .venv/bin/python -m benchmarks.processor_bench --keys 0,100000,1000000 [--defaults]
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from ledgerstream import settings, stack
 from ledgerstream.generator import Scenario, generate
 from ledgerstream.pipeline import Pipeline
-from tests.integration.helpers import consume_all, wait_caught_up
+from tests.integration.helpers import ACCOUNTING_ENV, consume_all, wait_caught_up
 from tests.integration.test_processors import INPUT_TOPICS, produce
 from tests.unit.test_ledger import records
 
@@ -53,7 +53,6 @@ def feed(customers: int) -> list:
 
 
 WORKER = [sys.executable, "-m", "ledgerstream.cli", "--log-level", "warning", "processor", "worker"]
-ACCOUNTING_ENV = {"LEDGER_NETSUITE_BANK_ACCOUNT_IDS": '{"USD": "102", "JPY": "107"}'}
 MIB = 1024 * 1024
 
 
@@ -245,14 +244,23 @@ def delete_topics(pipeline: Pipeline) -> None:
             print(f"  (could not delete a topic: {exc})")
 
 
-def memory_by_keys(counts: list[int], live_customers: int, unbounded: bool) -> None:
-    env = {"LEDGER_PROCESSOR_ROCKSDB_BOUNDED": "false"} if unbounded else {}
+# the worker as it ran before its memory settings: faust's and glibc's defaults
+DEFAULTS_ENV = {
+    "LEDGER_PROCESSOR_ROCKSDB_BOUNDED": "false",
+    "LEDGER_PROCESSOR_MALLOC_MMAP_THRESHOLD_KB": "0",
+    "LEDGER_PROCESSOR_MAX_POLL_RECORDS": str(2**31 - 1),  # faust's default: no limit
+    "LEDGER_PROCESSOR_RECOVERY_BUFFER_SIZE": "1000",
+}
+
+
+def memory_by_keys(counts: list[int], live_customers: int, defaults: bool) -> None:
+    env = DEFAULTS_ENV if defaults else {}
     rows = table_rows(50)
     print("rows per table in a real run (50 customers):", {t: len(r) for t, r in rows.items()})
     sizes = [len(k) + len(v) for r in rows.values() for k, v in r]
     print(f"row size: mean {sum(sizes) / len(sizes):.0f} B, max {max(sizes)} B")
     live = feed(live_customers)
-    mode = "faust's RocksDB defaults" if unbounded else "bounded RocksDB budget"
+    mode = "faust's and glibc's defaults" if defaults else "memory settings"
     print(f"{mode}; live history after recovery: {len(live)} records")
     header = (
         f"{'keys':>9} {'recover':>8} {'RSS recovered':>14} {'RSS live':>9} {'RSS peak':>9} "
@@ -282,14 +290,16 @@ def main() -> None:
     )
     parser.add_argument("--live-customers", type=int, default=20, help="history after recovery")
     parser.add_argument(
-        "--unbounded", action="store_true", help="--keys with faust's own RocksDB defaults"
+        "--defaults",
+        action="store_true",
+        help="--keys with faust's and glibc's defaults instead of the worker's memory settings",
     )
     args = parser.parse_args()
     started = stack.up(echo=lambda line: None)
     try:
         if args.keys:
             counts = [int(c) for c in args.keys.split(",") if c]
-            memory_by_keys(counts, args.live_customers, args.unbounded)
+            memory_by_keys(counts, args.live_customers, args.defaults)
             return
         data = feed(args.customers)
         worker = WORKER

@@ -243,13 +243,32 @@ class ProcessorSettings(_Base):
         32,
         gt=0,
         description="memtables of all tables and partitions together (MiB, part of the cache); "
-        "beyond it the largest is flushed to disk",
+        "beyond it memtables are flushed to disk",
     )
     processor_rocksdb_memtable_mb: int = Field(
         4, gt=0, description="memtable size (MiB) of one table partition before it is flushed"
     )
     processor_rocksdb_max_open_files: int = Field(
         64, gt=0, description="open SST files kept per table partition"
+    )
+    processor_malloc_mmap_threshold_kb: int = Field(
+        128,
+        ge=0,
+        description="glibc: allocations from this size (KiB) get their own mapping, returned "
+        "when freed; fixed so that freed RocksDB memtables do not stay in the heap "
+        "(0: glibc's own, rising threshold)",
+    )
+    processor_max_poll_records: int = Field(
+        1000,
+        gt=0,
+        description="records the consumer hands over per poll (faust broker_max_poll_records); "
+        "bounds what table recovery holds in the Python heap at once",
+    )
+    processor_recovery_buffer_size: int = Field(
+        200,
+        gt=0,
+        description="changelog records a table buffers during recovery before writing them "
+        "to RocksDB (faust's default: 1000 per table)",
     )
 
 

@@ -26,6 +26,12 @@ deposit is posted with a labelled variance line when ``deposit_variance_policy=p
 
 Poison: a record that cannot be decoded or mapped goes to ``<topic>.dlq`` with
 topic/partition/offset and the reason; the worker carries on.
+
+Memory: the tables live in RocksDB within one budget per worker (``processors.store``,
+``LEDGER_PROCESSOR_ROCKSDB_*``); nothing in the Python heap grows with the number of keys.
+``GET /ledger/memory/`` on the worker's web port reports resident size, Python heap and RocksDB
+cache figures (``?objects=1`` also counts the objects the garbage collector tracks — that one
+walks the heap).
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ import logging
 import os
 import ssl
 import time
-from typing import Any
+from typing import Any, cast
 
 import faust
 
@@ -43,6 +49,7 @@ from ledgerstream.accounting.ledger import Ledger, Outcome
 from ledgerstream.avro import Serde
 from ledgerstream.commands import Command
 from ledgerstream.kafka_util import dead_letter_headers
+from processors import store
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +63,7 @@ INPUTS = (
     topics.STRIPE_PAYOUT,
     topics.STRIPE_PAYOUT_TRANSACTIONS,
 )
+OVERDUE_PER_TICK = 1000  # overdue waits reported per timer tick
 
 
 def _credentials(cfg: settings.KafkaSettings) -> Any:
@@ -96,15 +104,32 @@ def create_app(web_port: int = 6066) -> faust.App:
         web_host="127.0.0.1",
         table_key_serializer="raw",
         table_value_serializer="json",
+        Table=store.Table,
+        # records handed over per poll: unbounded, recovery would hand over whole fetches of
+        # every changelog partition at once and the Python heap would keep that peak
+        broker_max_poll_records=proc.processor_max_poll_records,
     )
+    budget = store.Budget(proc) if proc.processor_rocksdb_bounded else None
 
     def table(name: str) -> Any:
-        return app.Table(name, default=None, partitions=kafka.topic_partitions, key_type=str)
+        created = cast(
+            store.Table,
+            app.Table(
+                name,
+                default=None,
+                partitions=kafka.topic_partitions,
+                key_type=str,
+                recovery_buffer_size=proc.processor_recovery_buffer_size,
+            ),
+        )
+        created.budget = budget  # read when faust opens the store, at start-up
+        return created
 
     ledger = Ledger(cfg, table)
     emitted = table("emitted")  # command key -> command_id last sent
     waiting = table("waiting")  # object id -> {"reason", "since", "topic"}
-    notified: set[str] = set()  # waits already reported (per process; a restart reports again)
+    # waits already reported (per process: a restart reports again); pruned to what still waits
+    notified: set[str] = set()
     commands_name = topics.name(topics.NETSUITE_COMMANDS)
     commands_serde = Serde(commands_name, topics.NETSUITE_COMMANDS.schema or "")
     commands_topic = app.topic(
@@ -189,9 +214,22 @@ def create_app(web_port: int = 6066) -> faust.App:
     async def overdue() -> None:
         """Report what waited too long; post incomplete deposits when the policy says so."""
         now = time.time()
-        for oid, state in list(waiting.items()):
-            if state is None or now - state["since"] < proc.processor_wait_s or oid in notified:
+        due: list[tuple[str, dict[str, Any]]] = []
+        still: set[str] = set()
+        # one pass over RocksDB without awaiting (a rebalance may close its databases), keeping
+        # only what is due; at most OVERDUE_PER_TICK reports per tick, the rest on the next
+        for oid, state in waiting.items():
+            if state is None:
                 continue
+            if oid in notified:
+                still.add(oid)
+            elif now - state["since"] >= proc.processor_wait_s:
+                due.append((oid, state))
+                if len(due) >= OVERDUE_PER_TICK:
+                    break
+        else:
+            notified.intersection_update(still)  # forget what no longer waits
+        for oid, state in due:
             notified.add(oid)
             reason = f"{oid} waited {proc.processor_wait_s:.0f}s for {state['reason']}"
             if oid.startswith("po_") and cfg.deposit_variance_policy == "post":
@@ -213,11 +251,18 @@ def create_app(web_port: int = 6066) -> faust.App:
                 ],
             )
 
+    @app.page("/ledger/memory/")
+    async def memory(web: Any, request: Any) -> Any:
+        """Resident size, Python heap and RocksDB figures of this worker (see the docstring)."""
+        objects = request.query.get("objects") in ("1", "true")
+        return web.json(store.memory_report(app, budget, objects=objects))
+
     return app
 
 
 def run_worker(web_port: int = 6066, loglevel: str = "info") -> None:
     from faust.worker import Worker
 
+    store.fix_mmap_threshold(settings.ProcessorSettings().processor_malloc_mmap_threshold_kb)
     app = create_app(web_port)
     Worker(app, loglevel=loglevel).execute_from_commandline()

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from confluent_kafka import Producer
 
 from ledgerstream import settings, topics
@@ -159,6 +160,14 @@ def test_worker_killed_mid_stream_rebuilds_its_tables(
     pipe.start("restarted", "processor", "worker")
     assert final_commands(pipe) == reference
     assert "Restore complete" in pipe.log("restarted")
+    # the rebuilt tables live in RocksDB within the worker's one shared budget
+    url = f"http://127.0.0.1:{pipe.worker_port}/ledger/memory/"
+    page = requests.get(url, timeout=10).json()
+    assert page["recovery_completed"] is True
+    assert page["rocksdb_databases"] > 0
+    assert page["cache_capacity_bytes"] == 64 * 1024 * 1024  # ProcessorSettings' default
+    assert 0 < page["cache_usage_bytes"] <= page["cache_capacity_bytes"]
+    assert page["rss_bytes"] > 0 and page["python_allocated_blocks"] > 0
 
 
 def test_two_workers_split_the_partitions_and_agree(
