@@ -233,6 +233,13 @@ def keys_run(
         delete_topics(pipeline)
 
 
+def finish(pipeline: Pipeline) -> None:
+    """Stop the run's processes; delete its topics and its directory (logs, RocksDB)."""
+    pipeline.stop()
+    delete_topics(pipeline)
+    shutil.rmtree(pipeline.run_dir, ignore_errors=True)
+
+
 def delete_topics(pipeline: Pipeline) -> None:
     """The run's own topics (its prefix and app id start with its unique name)."""
     client = admin()
@@ -307,7 +314,7 @@ def main() -> None:
         results = {}
         for label, command in (("passthrough", passthrough), ("processor", worker)):
             elapsed, rss, pipeline = run_worker(command, data, label)
-            pipeline.stop()
+            finish(pipeline)
             results[label] = len(data) / elapsed
             print(
                 f"{label:12} {len(data)} records in {elapsed:.1f} s = "
@@ -317,7 +324,7 @@ def main() -> None:
         for count in [int(c) for c in args.memory.split(",") if c]:
             data = feed(count)
             elapsed, rss, pipeline = run_worker(worker, data, f"memory-{count}")
-            pipeline.stop()
+            finish(pipeline)
             print(
                 f"memory: {count} customers, {len(data)} records ({len(data) / elapsed:.0f}/s)"
                 f": worker RSS {rss / 1024:.0f} MiB"

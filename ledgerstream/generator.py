@@ -82,6 +82,9 @@ class Scenario:
     dispute_rate: float = 0.03
     failure_rate: float = 0.06
     credit_note_rate: float = 0.04
+    # share of pre-payment credit notes the merchant voids while the invoice is still open
+    # (0: no random draw for it, so histories without voids stay as they were)
+    credit_note_void_rate: float = 0.0
 
     def __post_init__(self) -> None:
         if self.customers < 1 or self.months < 1:
@@ -99,6 +102,7 @@ class Scenario:
             self.dispute_rate,
             self.failure_rate,
             self.credit_note_rate,
+            self.credit_note_void_rate,
         )
         if not all(0.0 <= rate <= 1.0 for rate in rates):
             raise ValueError("rates must lie between 0 and 1")
@@ -1585,6 +1589,30 @@ class _Simulation:
                 "post_payment_credit_notes_amount": invoice["post_payment_credit_notes_amount"]
             }
             invoice["post_payment_credit_notes_amount"] += total
+        self._emit("invoice.updated", t + 1, invoice, previous)
+        void_rate = self.scenario.credit_note_void_rate
+        if kind == "pre_payment" and void_rate and rng.random() < void_rate:
+            self._at(
+                t + self._between(10 * 60, HOUR), partial(self._void_credit_note, bill, credit_note)
+            )
+
+    def _void_credit_note(self, bill: _Bill, credit_note: Obj) -> None:
+        """Void a pre-payment credit note: the invoice owes its amount again."""
+        t, invoice = self._now, bill.obj
+        if invoice["status"] != "open" or credit_note["status"] != "issued":
+            return
+        total = credit_note["total"]
+        credit_note["status"] = "void"
+        credit_note["voided_at"] = t
+        self._emit("credit_note.voided", t, credit_note, {"status": "issued", "voided_at": None})
+        previous = {
+            "amount_due": invoice["amount_due"],
+            "amount_remaining": invoice["amount_remaining"],
+            "pre_payment_credit_notes_amount": invoice["pre_payment_credit_notes_amount"],
+        }
+        invoice["amount_due"] += total
+        invoice["amount_remaining"] += total
+        invoice["pre_payment_credit_notes_amount"] -= total
         self._emit("invoice.updated", t + 1, invoice, previous)
 
     # -- charges, refunds, disputes ------------------------------------------------------------

@@ -225,6 +225,11 @@ class ProcessorSettings(_Base):
         str(PROJECT_ROOT / ".stack" / "faust"), description="RocksDB table directory"
     )
     processor_store: str = Field("rocksdb://", description="faust table store URL")
+    processor_web_bind: str = Field(
+        "127.0.0.1",
+        description="address the worker's web server (tables, /ledger/memory/) listens on; "
+        "0.0.0.0 to reach it from other hosts",
+    )
     processor_wait_s: float = Field(
         900.0, description="how long a record waits for its partner before it is reported"
     )

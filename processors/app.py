@@ -102,6 +102,7 @@ def create_app(web_port: int = 6066) -> faust.App:
         producer_acks=-1,
         web_port=web_port,
         web_host="127.0.0.1",
+        web_bind=proc.processor_web_bind,  # faust's default is every interface
         table_key_serializer="raw",
         table_value_serializer="json",
         Table=store.Table,

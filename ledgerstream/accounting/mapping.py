@@ -25,7 +25,7 @@ from ledgerstream.accounting.model import (
     Refund,
 )
 from ledgerstream.commands import Command, ref
-from ledgerstream.money import to_netsuite
+from ledgerstream.money import to_decimal, to_netsuite
 from ledgerstream.settings import AccountingSettings
 
 
@@ -648,9 +648,14 @@ def credit_note_commands(
 
     A post-payment credit note that was refunded gets its customer refund from the refund
     flow (the refund names this credit note), so no record is written twice.
+
+    A voided credit note → the same credit memo voided as NetSuite voids one (without
+    reversing journals): every line at zero, applied to nothing, the memo saying so. The
+    invoice it was applied to is open again for that amount, as it is in Stripe.
     """
-    if note.status != "issued" or not synced(note.metadata, cfg):
+    if note.status not in ("issued", "void") or not synced(note.metadata, cfg):
         return []
+    voided = note.status == "void"
     who, needs = customer_ref(
         note.customer or (invoice.customer if invoice else None), customer, cfg
     )
@@ -659,7 +664,7 @@ def credit_note_commands(
         {
             "item": {"id": cfg.netsuite_partial_refund_item_id},
             "description": (ln.description or f"Credit note line {ln.id}")[:4000],
-            "amount": to_netsuite(ln.amount, cur),
+            "amount": to_netsuite(0 if voided else ln.amount, cur),
         }
         for ln in note.lines
     ]
@@ -668,20 +673,25 @@ def credit_note_commands(
             {
                 "item": {"id": cfg.netsuite_partial_refund_item_id},
                 "description": f"Credit note {note.id}",
-                "amount": to_netsuite(note.amount, cur),
+                "amount": to_netsuite(0 if voided else note.amount, cur),
             }
         ]
     day, memo_note = tran_date(note.created, cfg)
+    void_note = (
+        f"VOIDED in Stripe (was {to_decimal(note.amount, cur)} {cur.upper()})" if voided else ""
+    )
     body: dict[str, Any] = {
         "entity": who,
         "subsidiary": {"id": cfg.netsuite_subsidiary_id},
         "currency": currency_ref(cur, cfg),
         "createdFrom": ref("invoice", note.invoice),
         "tranDate": day,
-        "memo": ids.memo(note.id, f"Credit note on {note.invoice}", memo_note),
+        "memo": ids.memo(note.id, void_note, f"Credit note on {note.invoice}", memo_note),
         "item": {"items": lines},
     }
-    if note.type == "pre_payment":
+    if voided:
+        body["apply"] = {"items": []}  # replaces the sublist: applied to nothing any more
+    elif note.type == "pre_payment":
         body["apply"] = {
             "items": [
                 {

@@ -60,6 +60,7 @@ def busy() -> History:
             dispute_rate=0.1,
             failure_rate=0.2,
             credit_note_rate=0.2,
+            credit_note_void_rate=0.3,
         )
     )
 
@@ -265,6 +266,22 @@ def test_credit_notes_add_up() -> None:
         assert (note["refund"] is not None) == (note["type"] == "post_payment")
         if note["refund"]:
             assert busy().objects[note["refund"]]["amount"] == note["amount"]
+        # only a pre-payment credit note is voided, and only while its invoice is open
+        assert (note["status"] == "void") == (note["voided_at"] is not None)
+        if note["status"] == "void":
+            assert note["type"] == "pre_payment" and note["voided_at"] >= note["created"]
+    voided = [n for n in notes if n["status"] == "void"]
+    assert voided and len(voided) < len([n for n in notes if n["type"] == "pre_payment"])
+    # the invoice owes a voided note's amount again
+    for invoice in by_type(busy(), "invoice"):
+        kept = sum(
+            n["amount"]
+            for n in notes
+            if n["invoice"] == invoice["id"]
+            and n["type"] == "pre_payment"
+            and n["status"] == "issued"
+        )
+        assert invoice["pre_payment_credit_notes_amount"] == kept, invoice["id"]
 
 
 AMOUNT_KEYS = {
@@ -450,6 +467,7 @@ RANK = {
     "charge.dispute.closed": 3,
     "charge.dispute.funds_reinstated": 4,
     "credit_note.created": 0,
+    "credit_note.voided": 1,
     "payout.created": 0,
     "payout.paid": 1,
     "payout.reconciliation_completed": 2,

@@ -29,6 +29,17 @@ SCENARIOS = [
         credit_note_rate=0.1,
     ),
     Scenario(seed=8, customers=4, months=3, failure_rate=0.2),
+    # seed 4: pre-payment credit notes, one of them voided, and a post-payment one
+    Scenario(
+        seed=4,
+        customers=5,
+        months=2,
+        settlement_currencies=("usd", "jpy"),
+        refund_rate=0.2,
+        dispute_rate=0.15,
+        credit_note_rate=0.3,
+        credit_note_void_rate=0.5,
+    ),
 ]
 _HISTORIES: dict[Scenario, History] = {}
 
@@ -103,7 +114,7 @@ def run(feed: list[tuple[str, dict[str, Any]]]) -> tuple[dict[str, Command], dic
     return last, waiting
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS, ids=["multicurrency", "failures"])
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=["multicurrency", "failures", "credit-notes"])
 def test_in_order_feed_equals_the_reference_booking(scenario: Scenario) -> None:
     h = history(scenario)
     book = book_history([routed(h, e) for e in h.events], expanded_payout_txns(h), CFG)
@@ -183,3 +194,19 @@ def test_partners_are_awaited_and_booked_when_they_arrive() -> None:
     booked = {c.record_type for c in outcome.commands}
     assert {"customerPayment", "customerRefund"} <= booked
     assert refund[1]["id"] in outcome.ready
+
+
+def test_a_voided_credit_note_voids_its_credit_memo_in_any_order() -> None:
+    feed = records(history(SCENARIOS[2]))
+    notes = [r for t, r in feed if t == "stripe.credit_note"]
+    void = next(r for r in notes if r["status"] == "void")
+    assert any(r["id"] == void["id"] and r["status"] == "issued" for r in notes)  # issued first
+    kept = next(r for r in notes if r["type"] == "pre_payment" and r["id"] != void["id"])
+    for order in (feed, feed[::-1]):
+        last, waiting = run(order)
+        assert waiting == {}
+        memo = last[f"creditMemo/cm_{void['id']}"].body
+        assert [ln["amount"] for ln in memo["item"]["items"]] == [0] * len(memo["item"]["items"])
+        assert memo["apply"] == {"items": []} and "VOIDED in Stripe" in memo["memo"]
+        applied = last[f"creditMemo/cm_{kept['id']}"].body["apply"]["items"]
+        assert [a["doc"]["$ref"]["externalId"] for a in applied] == [kept["invoice"]]

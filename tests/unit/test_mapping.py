@@ -473,7 +473,20 @@ def test_credit_notes() -> None:
     assert cmd.body["apply"]["items"][0]["amount"] == Decimal("15.00")
     post = replace(note, type="post_payment")
     assert "apply" not in credit_note_commands(post, CFG)[0].body
-    assert credit_note_commands(replace(note, status="void"), CFG) == []
+    # voided: the same credit memo, every line at zero and applied to nothing, as NetSuite
+    # voids one; the other sublists stay as they were
+    for issued in (note, post):
+        [issued_cmd] = credit_note_commands(issued, CFG)
+        [void] = credit_note_commands(replace(issued, status="void"), CFG)
+        assert (void.record_type, void.external_id) == ("creditMemo", "cm_cn_1")
+        assert [ln["amount"] for ln in void.body["item"]["items"]] == [Decimal("0.00")]
+        assert void.body["apply"] == {"items": []}
+        assert "VOIDED in Stripe (was 15.00 USD)" in void.body["memo"]
+        assert void.command_id != issued_cmd.command_id
+        assert {k: v for k, v in void.body.items() if k not in ("item", "apply", "memo")} == {
+            k: v for k, v in issued_cmd.body.items() if k not in ("item", "apply", "memo")
+        }
+    assert credit_note_commands(replace(note, status="draft"), CFG) == []
 
 
 # --------------------------------------------------------------------------- identity

@@ -50,3 +50,11 @@ def test_missing_netsuite_credentials_fail_fast(monkeypatch: pytest.MonkeyPatch)
     with pytest.raises(SystemExit, match="LEDGER_NETSUITE_CONSUMER_KEY"):
         cfg.require_credentials()
     assert cfg.rest_root() == "https://123456-sb1.suitetalk.api.netsuite.com"
+
+
+def test_worker_web_server_listens_on_loopback_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    from processors.app import create_app
+
+    assert create_app(7001).conf.web_bind == "127.0.0.1"  # faust alone binds every interface
+    monkeypatch.setenv("LEDGER_PROCESSOR_WEB_BIND", "0.0.0.0")
+    assert create_app(7002).conf.web_bind == "0.0.0.0"
