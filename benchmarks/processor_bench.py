@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -291,6 +292,7 @@ def memory_by_keys(counts: list[int], live_customers: int, defaults: bool) -> No
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--customers", type=int, default=400)
+    parser.add_argument("--rounds", type=int, default=3, help="pass-through/processor pairs")
     parser.add_argument("--memory", default="", help="comma-separated customer counts")
     parser.add_argument(
         "--keys", default="", help="comma-separated key counts: only the memory-by-keys runs"
@@ -311,16 +313,24 @@ def main() -> None:
         data = feed(args.customers)
         worker = WORKER
         passthrough = [sys.executable, "-m", "benchmarks.passthrough_app"]
-        results = {}
-        for label, command in (("passthrough", passthrough), ("processor", worker)):
-            elapsed, rss, pipeline = run_worker(command, data, label)
-            finish(pipeline)
-            results[label] = len(data) / elapsed
-            print(
-                f"{label:12} {len(data)} records in {elapsed:.1f} s = "
-                f"{results[label]:.0f} records/s, RSS {rss / 1024:.0f} MiB"
-            )
-        print(f"processor / pass-through = {results['processor'] / results['passthrough']:.2f}")
+        # rounds alternate the two, so that a slow spell of the machine hits both alike
+        ratios = []
+        for round_no in range(1, args.rounds + 1):
+            results = {}
+            for label, command in (("passthrough", passthrough), ("processor", worker)):
+                elapsed, rss, pipeline = run_worker(command, data, label)
+                finish(pipeline)
+                results[label] = len(data) / elapsed
+                print(
+                    f"round {round_no} {label:12} {len(data)} records in {elapsed:.1f} s = "
+                    f"{results[label]:.0f} records/s, RSS {rss / 1024:.0f} MiB"
+                )
+            ratios.append(results["processor"] / results["passthrough"])
+            print(f"round {round_no} processor / pass-through = {ratios[-1]:.2f}", flush=True)
+        print(
+            f"processor / pass-through over {len(ratios)} rounds: median "
+            f"{statistics.median(ratios):.2f} (min {min(ratios):.2f}, max {max(ratios):.2f})"
+        )
         for count in [int(c) for c in args.memory.split(",") if c]:
             data = feed(count)
             elapsed, rss, pipeline = run_worker(worker, data, f"memory-{count}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import simplejson
@@ -88,15 +89,16 @@ class Command:
     def key(self) -> str:
         return f"{self.record_type}/{self.external_id}"
 
-    @property
+    # computed once per command (a command's body is never changed after it is made)
+    @cached_property
     def depends_on(self) -> list[tuple[str, str]]:
         return find_refs(self.body)
 
-    @property
+    @cached_property
     def body_json(self) -> str:
         return canonical_json(self.body)
 
-    @property
+    @cached_property
     def command_id(self) -> str:
         content = canonical_json(
             [

@@ -17,7 +17,7 @@ arrives. What to do when it never comes (dead letter, variance policy) is the ca
 
 from __future__ import annotations
 
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -131,6 +131,53 @@ class Outcome:
         self.unmapped.update(other.unmapped)
 
 
+IDS_PER_ROW = 1000  # transaction ids per row of a payout's list
+
+
+class _Reads(MutableMapping[str, Any]):
+    """A table seen through what the current record has already read or written from it.
+
+    Booking one record reads the same rows several times (an invoice, its customer, its
+    charges, each of them again for the next dependent); with RocksDB every read is a lookup
+    and a JSON decode. The ledger empties these before and after each record, so nothing is
+    kept between records (a rebalance may change the table in between). Rows are never None.
+    """
+
+    def __init__(self, table: Table):
+        self.table = table
+        self.seen: dict[str, Any] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        try:
+            value = self.seen[key]
+        except KeyError:
+            value = self.seen[key] = self.table.get(key)
+        return default if value is None else value
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.get(key) is not None
+
+    def __getitem__(self, key: str) -> Any:
+        value = self.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.table[key] = value
+        self.seen[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self.table[key]
+        self.seen[key] = None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.table)
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+
 def _index_add(table: Table, key: str, value: str) -> None:
     current = list(table.get(key) or [])
     if value not in current:
@@ -142,16 +189,31 @@ class Ledger:
 
     def __init__(self, cfg: AccountingSettings, tables: Callable[[str], Table]):
         self.cfg = cfg
-        self.customers = tables("customers")
-        self.invoices = tables("invoices")
-        self.charges = tables("charges")
-        self.refunds = tables("refunds")  # refunds and disputes
-        self.credit_notes = tables("credit-notes")
-        self.currencies = tables("customer-currencies")
-        self.by_invoice = tables("by-invoice")  # invoice id -> charge and credit note ids
-        self.by_charge = tables("by-charge")  # charge id -> refund and dispute ids
-        self.payouts = tables("payouts")
-        self.payout_txns = tables("payout-transactions")  # payout id -> {txn id: record}
+        self._raw: dict[str, Table] = {}
+        self._reads: list[_Reads] = []
+
+        def table(name: str) -> Table:
+            self._raw[name] = tables(name)
+            reads = _Reads(self._raw[name])
+            self._reads.append(reads)
+            return reads
+
+        self.customers = table("customers")
+        self.invoices = table("invoices")
+        self.charges = table("charges")
+        self.refunds = table("refunds")  # refunds and disputes
+        self.credit_notes = table("credit-notes")
+        self.currencies = table("customer-currencies")
+        self.by_invoice = table("by-invoice")  # invoice id -> charge and credit note ids
+        self.by_charge = table("by-charge")  # charge id -> refund and dispute ids
+        self.payouts = table("payouts")
+        # a payout's balance transactions: one row each ("<payout id>/<txn id>" -> record), their
+        # ids in rows of at most IDS_PER_ROW ("<payout id>/<n>", by list position), and how many
+        # are listed ("<payout id>" -> {"listed", "count"}); a payout of n transactions costs
+        # O(n) small writes, none of which grows with n
+        self.payout_txns = table("payout-transactions")
+        self.payout_txn_ids = table("payout-transaction-ids")
+        self.payout_listed = table("payout-listed")
 
     # ------------------------------------------------------------------ state
     def _store(self, table: Table, kind: str, rec: dict[str, Any]) -> bool:
@@ -229,13 +291,36 @@ class Ledger:
         return self._book_deposit(rec["id"])
 
     def on_payout_transaction(self, rec: dict[str, Any]) -> Outcome:
-        current = dict(self.payout_txns.get(rec["payout"]) or {})
+        payout_id = rec["payout"]
+        key = f"{payout_id}/{rec['id']}"
         frozen = freeze(rec)
-        if current.get(rec["id"]) == frozen:
+        if self.payout_txns.get(key) == frozen:
             return Outcome()
-        current[rec["id"]] = frozen
-        self.payout_txns[rec["payout"]] = current
-        return self._book_deposit(rec["payout"])
+        self.payout_txns[key] = frozen
+        count = int(rec["count"])
+        row = f"{payout_id}/{int(rec['index']) // IDS_PER_ROW}"
+        ids = self.payout_txn_ids.get(row) or []
+        listed = dict(self.payout_listed.get(payout_id) or {"listed": 0})
+        if rec["id"] not in ids:
+            self.payout_txn_ids[row] = sorted([*ids, rec["id"]])
+            listed["listed"] += 1
+        if listed.get("count") != count or rec["id"] not in ids:
+            self.payout_listed[payout_id] = {**listed, "count": count}
+        # short of Stripe's count (the payout's own transaction may be left out of the list):
+        # nothing to book yet, the payout's record already says what it waits for
+        if listed["listed"] < count - 1 and payout_id in self.payouts:
+            return Outcome()
+        return self._book_deposit(payout_id)
+
+    def _payout_txn_ids(self, payout_id: str) -> list[str]:
+        listed = self.payout_listed.get(payout_id)
+        if not listed:
+            return []
+        rows = max(1, -(-int(listed["count"]) // IDS_PER_ROW))
+        found: set[str] = set()
+        for n in range(rows):
+            found.update(self.payout_txn_ids.get(f"{payout_id}/{n}") or [])
+        return sorted(found)
 
     # ------------------------------------------------------------------ booking
     def _guard(self, oid: str, make: Callable[[], list[Command]]) -> Outcome:
@@ -332,13 +417,16 @@ class Ledger:
         if rec is None:
             return (
                 Outcome(waiting={payout_id: "payout record"})
-                if self.payout_txns.get(payout_id)
+                if self.payout_listed.get(payout_id)
                 else Outcome()
             )
         payout = Payout.from_record(thaw(rec))
         if not (payout.automatic and payout.status == "paid"):
             return Outcome(ready={payout_id})
-        raw = [thaw(t) for t in (self.payout_txns.get(payout_id) or {}).values()]
+        raw = [
+            thaw(self.payout_txns[f"{payout_id}/{txn_id}"])
+            for txn_id in self._payout_txn_ids(payout_id)
+        ]
         if not raw:
             return Outcome(waiting={payout_id: "its balance transactions"})
         # the payout's own transaction is in Stripe's list but not in the deposit
@@ -369,23 +457,19 @@ class Ledger:
             "stripe.payout": self.on_payout,
             "stripe.payout_transactions": self.on_payout_transaction,
         }.get(topic)
-        return handler(rec) if handler else Outcome()
+        if handler is None:
+            return Outcome()
+        self._forget_reads()
+        try:
+            return handler(rec)
+        finally:
+            self._forget_reads()
+
+    def _forget_reads(self) -> None:
+        for reads in self._reads:
+            reads.seen.clear()
 
     def post_with_variance(self, payout_id: str) -> Outcome:
         """After the bounded wait: post an incomplete deposit with its variance line."""
         cfg = self.cfg.model_copy(update={"deposit_variance_policy": "post"})
-        return Ledger(cfg, lambda name: getattr(self, _ATTR[name]))._book_deposit(payout_id)
-
-
-_ATTR = {
-    "customers": "customers",
-    "invoices": "invoices",
-    "charges": "charges",
-    "refunds": "refunds",
-    "credit-notes": "credit_notes",
-    "customer-currencies": "currencies",
-    "by-invoice": "by_invoice",
-    "by-charge": "by_charge",
-    "payouts": "payouts",
-    "payout-transactions": "payout_txns",
-}
+        return Ledger(cfg, self._raw.__getitem__)._book_deposit(payout_id)

@@ -210,3 +210,46 @@ def test_a_voided_credit_note_voids_its_credit_memo_in_any_order() -> None:
         assert memo["apply"] == {"items": []} and "VOIDED in Stripe" in memo["memo"]
         applied = last[f"creditMemo/cm_{kept['id']}"].body["apply"]["items"]
         assert [a["doc"]["$ref"]["externalId"] for a in applied] == [kept["invoice"]]
+
+
+def test_a_payout_short_of_transactions_waits_then_posts_with_a_variance_line() -> None:
+    feed = records(history(SCENARIOS[0]))
+    txns = [r for t, r in feed if t == "stripe.payout_transactions"]
+    counts: dict[str, int] = defaultdict(int)
+    for txn in txns:
+        counts[txn["payout"]] += 1
+    payout_id = next(po for po, n in counts.items() if n >= 3)
+    missing = next(r for r in txns if r["payout"] == payout_id and r["type"] == "charge")
+    tables: dict[str, dict[str, Any]] = defaultdict(dict)
+    ledger = Ledger(CFG, lambda name: tables[name])  # policy "wait"
+    outcomes = [ledger.apply(t, r) for t, r in feed if r is not missing]
+    assert not any(c.stripe_id == payout_id for o in outcomes for c in o.commands)
+    assert [o.waiting[payout_id] for o in outcomes if payout_id in o.waiting]  # it waits
+    [deposit] = [
+        c for c in ledger.post_with_variance(payout_id).commands if c.stripe_id == payout_id
+    ]
+    assert deposit.record_type == "deposit"
+    memos = [line.get("memo", "") for line in deposit.body["other"]["items"]]
+    assert any(m.startswith("Stripe variance:") for m in memos), memos
+    # the missing transaction arrives: the complete deposit, without a variance line
+    [complete] = [c for c in ledger.apply("stripe.payout_transactions", missing).commands]
+    lines = complete.body.get("other", {}).get("items", [])
+    assert not any(line.get("memo", "").startswith("Stripe variance:") for line in lines)
+
+
+def test_payout_lists_spread_over_many_id_rows_book_the_same_deposits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ledgerstream.accounting import ledger as ledger_module
+
+    feed = records(history(SCENARIOS[0]))
+    expected, _ = run(feed)
+    largest = max(int(r["count"]) for t, r in feed if t == "stripe.payout_transactions")
+    monkeypatch.setattr(ledger_module, "IDS_PER_ROW", 2)  # lists of 3+ span several rows
+    assert largest > 4
+    for order in (feed, feed[::-1], random.Random(5).sample(feed, len(feed))):
+        got, waiting = run(order)
+        assert {k: c.command_id for k, c in got.items()} == {
+            k: c.command_id for k, c in expected.items()
+        }
+        assert waiting == {}
