@@ -207,10 +207,10 @@ class Ledger:
         self.by_invoice = table("by-invoice")  # invoice id -> charge and credit note ids
         self.by_charge = table("by-charge")  # charge id -> refund and dispute ids
         self.payouts = table("payouts")
-        # a payout's balance transactions: one row each ("<payout id>/<txn id>" -> record), their
-        # ids in rows of at most IDS_PER_ROW ("<payout id>/<n>", by list position), and how many
-        # are listed ("<payout id>" -> {"listed", "count"}); a payout of n transactions costs
-        # O(n) small writes, none of which grows with n
+        # a payout's balance transactions: one row each ("<payout id>/<txn id>" -> record) and
+        # their ids by list position in rows of at most IDS_PER_ROW: the first with the counts
+        # ("<payout id>" -> {"count", "listed", "ids"}), the others "<payout id>/<n>". A payout
+        # of n transactions costs about 2n writes, none of which grows beyond IDS_PER_ROW ids
         self.payout_txns = table("payout-transactions")
         self.payout_txn_ids = table("payout-transaction-ids")
         self.payout_listed = table("payout-listed")
@@ -298,28 +298,31 @@ class Ledger:
             return Outcome()
         self.payout_txns[key] = frozen
         count = int(rec["count"])
-        row = f"{payout_id}/{int(rec['index']) // IDS_PER_ROW}"
-        ids = self.payout_txn_ids.get(row) or []
-        listed = dict(self.payout_listed.get(payout_id) or {"listed": 0})
-        if rec["id"] not in ids:
-            self.payout_txn_ids[row] = sorted([*ids, rec["id"]])
-            listed["listed"] += 1
-        if listed.get("count") != count or rec["id"] not in ids:
-            self.payout_listed[payout_id] = {**listed, "count": count}
+        row = int(rec["index"]) // IDS_PER_ROW
+        head = self.payout_listed.get(payout_id) or {"count": count, "listed": 0, "ids": []}
+        ids = head["ids"] if row == 0 else self.payout_txn_ids.get(f"{payout_id}/{row}") or []
+        new = rec["id"] not in ids
+        if new:
+            ids = sorted([*ids, rec["id"]])
+            if row:
+                self.payout_txn_ids[f"{payout_id}/{row}"] = ids
+            head = {**head, "listed": head["listed"] + 1, "ids": ids if row == 0 else head["ids"]}
+        if new or head["count"] != count:
+            head = {**head, "count": count}
+            self.payout_listed[payout_id] = head
         # short of Stripe's count (the payout's own transaction may be left out of the list):
         # nothing to book yet, the payout's record already says what it waits for
-        if listed["listed"] < count - 1 and payout_id in self.payouts:
+        if head["listed"] < count - 1 and payout_id in self.payouts:
             return Outcome()
         return self._book_deposit(payout_id)
 
     def _payout_txn_ids(self, payout_id: str) -> list[str]:
-        listed = self.payout_listed.get(payout_id)
-        if not listed:
+        head = self.payout_listed.get(payout_id)
+        if not head:
             return []
-        rows = max(1, -(-int(listed["count"]) // IDS_PER_ROW))
-        found: set[str] = set()
-        for n in range(rows):
-            found.update(self.payout_txn_ids.get(f"{payout_id}/{n}") or [])
+        found = set(head["ids"])
+        for row in range(1, -(-int(head["count"]) // IDS_PER_ROW)):
+            found.update(self.payout_txn_ids.get(f"{payout_id}/{row}") or [])
         return sorted(found)
 
     # ------------------------------------------------------------------ booking
