@@ -415,7 +415,9 @@ class Ledger:
             ),
         )
 
-    def _book_deposit(self, payout_id: str) -> Outcome:
+    def _book_deposit(self, payout_id: str, post_incomplete: bool = False) -> Outcome:
+        """The payout's deposit once its transactions are complete; an incomplete one waits
+        (``post_incomplete``: posted with a variance line, after the bounded wait)."""
         rec = self.payouts.get(payout_id)
         if rec is None:
             return (
@@ -444,7 +446,7 @@ class Ledger:
             plan = plan_deposit(payout, txns, self.cfg, resolve=resolve, expected=expected)
         except UnmappedError as exc:
             return Outcome(unmapped={payout_id: str(exc)}, ready={payout_id})
-        if not plan.complete and self.cfg.deposit_variance_policy == "wait":
+        if not plan.complete and not post_incomplete:
             return Outcome(waiting={payout_id: "; ".join(plan.problems)})
         return self._guard(payout_id, lambda: deposit_commands(plan, self.cfg))
 
@@ -475,4 +477,4 @@ class Ledger:
     def post_with_variance(self, payout_id: str) -> Outcome:
         """After the bounded wait: post an incomplete deposit with its variance line."""
         cfg = self.cfg.model_copy(update={"deposit_variance_policy": "post"})
-        return Ledger(cfg, self._raw.__getitem__)._book_deposit(payout_id)
+        return Ledger(cfg, self._raw.__getitem__)._book_deposit(payout_id, post_incomplete=True)

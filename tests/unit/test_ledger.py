@@ -212,7 +212,10 @@ def test_a_voided_credit_note_voids_its_credit_memo_in_any_order() -> None:
         assert [a["doc"]["$ref"]["externalId"] for a in applied] == [kept["invoice"]]
 
 
-def test_a_payout_short_of_transactions_waits_then_posts_with_a_variance_line() -> None:
+@pytest.mark.parametrize("policy", ["wait", "post"])
+def test_a_payout_short_of_transactions_waits_then_posts_with_a_variance_line(
+    policy: str,
+) -> None:
     feed = records(history(SCENARIOS[0]))
     txns = [r for t, r in feed if t == "stripe.payout_transactions"]
     counts: dict[str, int] = defaultdict(int)
@@ -221,7 +224,8 @@ def test_a_payout_short_of_transactions_waits_then_posts_with_a_variance_line() 
     payout_id = next(po for po, n in counts.items() if n >= 3)
     missing = next(r for r in txns if r["payout"] == payout_id and r["type"] == "charge")
     tables: dict[str, dict[str, Any]] = defaultdict(dict)
-    ledger = Ledger(CFG, lambda name: tables[name])  # policy "wait"
+    # either policy waits first; "post" is applied by the worker's timer after the wait
+    ledger = Ledger(CFG.model_copy(update={"deposit_variance_policy": policy}), tables.__getitem__)
     outcomes = [ledger.apply(t, r) for t, r in feed if r is not missing]
     assert not any(c.stripe_id == payout_id for o in outcomes for c in o.commands)
     assert [o.waiting[payout_id] for o in outcomes if payout_id in o.waiting]  # it waits
