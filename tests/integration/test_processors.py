@@ -225,3 +225,42 @@ def test_poison_goes_to_the_dead_letter_topic_and_the_worker_carries_on(
     assert charge["dlq.offset"].isdigit() and charge["dlq.partition"].isdigit()
     assert "cannot decode" in charge["dlq.exception.message"]
     assert charge["value"] == b"\x00\x00\x00\x00\x07not avro at all"  # the original bytes
+
+
+def test_an_incomplete_payout_is_posted_with_variance_after_the_wait_then_completed(
+    history: History, reference: dict[str, str], pipe: Pipeline
+) -> None:
+    feed = records(history)
+    txns = [r for t, r in feed if t == "stripe.payout_transactions"]
+    sizes = {po: sum(1 for r in txns if r["payout"] == po) for po in {r["payout"] for r in txns}}
+    missing = next(r for r in txns if r["type"] == "charge" and sizes[r["payout"]] >= 3)
+    key = f"deposit/{missing['payout']}"
+    produce([(t, r) for t, r in feed if r is not missing])
+    pipe.start(
+        "processor",
+        "processor",
+        "worker",
+        env={"LEDGER_PROCESSOR_WAIT_S": "4", "LEDGER_DEPOSIT_VARIANCE_POLICY": "post"},
+    )
+    name = topics.name(topics.NETSUITE_COMMANDS)
+    serde = Serde(name, topics.NETSUITE_COMMANDS.schema or "")
+
+    def deposits() -> list[Command]:
+        found = [Command.from_avro(serde.loads(m.value())) for m in consume_all(name)]
+        return [c for c in found if c.key == key]
+
+    deadline = time.monotonic() + 180
+    while not deposits() and time.monotonic() < deadline:
+        pipe.check_alive()
+        time.sleep(1)
+    [posted] = deposits()  # once, after the wait, not while transactions were arriving
+    assert "POSTED WITH VARIANCE" in posted.body["memo"]
+    assert any(
+        line.get("memo", "").startswith("Stripe variance:")
+        for line in posted.body["other"]["items"]
+    )
+    assert "posted with a variance line" in pipe.log("processor")
+    # the missing transaction arrives: the same deposit, complete, replaces it
+    produce([("stripe.payout_transactions", missing)])
+    assert final_commands(pipe)[key] == reference[key]
+    assert deposits()[-1].command_id == reference[key] != posted.command_id
