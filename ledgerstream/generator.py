@@ -504,6 +504,19 @@ class _Bill:
 _Action = tuple[int, int, bool, Callable[[], None]]
 
 
+def _pre_payment_credit(invoice: Obj, amount: int) -> Obj:
+    """Credit ``amount`` on an open invoice (negative: take it back, as a void does); the
+    previous values, for the ``invoice.updated`` event."""
+    previous = {
+        key: invoice[key]
+        for key in ("amount_due", "amount_remaining", "pre_payment_credit_notes_amount")
+    }
+    invoice["amount_due"] -= amount
+    invoice["amount_remaining"] -= amount
+    invoice["pre_payment_credit_notes_amount"] += amount
+    return previous
+
+
 class _Simulation:
     """Discrete-event simulation: actions run in time order and emit events at or after their
     own time, so every event older than the next action is final and can be streamed out."""
@@ -1576,14 +1589,7 @@ class _Simulation:
         )
         self._emit("credit_note.created", t + 1, credit_note)
         if kind == "pre_payment":
-            previous = {
-                "amount_due": invoice["amount_due"],
-                "amount_remaining": invoice["amount_remaining"],
-                "pre_payment_credit_notes_amount": invoice["pre_payment_credit_notes_amount"],
-            }
-            invoice["amount_due"] -= total
-            invoice["amount_remaining"] -= total
-            invoice["pre_payment_credit_notes_amount"] += total
+            previous = _pre_payment_credit(invoice, total)
         else:
             previous = {
                 "post_payment_credit_notes_amount": invoice["post_payment_credit_notes_amount"]
@@ -1605,14 +1611,7 @@ class _Simulation:
         credit_note["status"] = "void"
         credit_note["voided_at"] = t
         self._emit("credit_note.voided", t, credit_note, {"status": "issued", "voided_at": None})
-        previous = {
-            "amount_due": invoice["amount_due"],
-            "amount_remaining": invoice["amount_remaining"],
-            "pre_payment_credit_notes_amount": invoice["pre_payment_credit_notes_amount"],
-        }
-        invoice["amount_due"] += total
-        invoice["amount_remaining"] += total
-        invoice["pre_payment_credit_notes_amount"] -= total
+        previous = _pre_payment_credit(invoice, -total)
         self._emit("invoice.updated", t + 1, invoice, previous)
 
     # -- charges, refunds, disputes ------------------------------------------------------------

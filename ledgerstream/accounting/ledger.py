@@ -189,13 +189,10 @@ class Ledger:
 
     def __init__(self, cfg: AccountingSettings, tables: Callable[[str], Table]):
         self.cfg = cfg
-        self._raw: dict[str, Table] = {}
-        self._reads: list[_Reads] = []
+        self._reads: dict[str, _Reads] = {}
 
         def table(name: str) -> Table:
-            self._raw[name] = tables(name)
-            reads = _Reads(self._raw[name])
-            self._reads.append(reads)
+            reads = self._reads[name] = _Reads(tables(name))
             return reads
 
         self.customers = table("customers")
@@ -301,14 +298,16 @@ class Ledger:
         row = int(rec["index"]) // IDS_PER_ROW
         head = self.payout_listed.get(payout_id) or {"count": count, "listed": 0, "ids": []}
         ids = head["ids"] if row == 0 else self.payout_txn_ids.get(f"{payout_id}/{row}") or []
-        new = rec["id"] not in ids
-        if new:
+        changed: dict[str, Any] = {"count": count} if head["count"] != count else {}
+        if rec["id"] not in ids:
             ids = sorted([*ids, rec["id"]])
             if row:
                 self.payout_txn_ids[f"{payout_id}/{row}"] = ids
-            head = {**head, "listed": head["listed"] + 1, "ids": ids if row == 0 else head["ids"]}
-        if new or head["count"] != count:
-            head = {**head, "count": count}
+            else:
+                changed["ids"] = ids
+            changed["listed"] = head["listed"] + 1
+        if changed:
+            head = {**head, **changed}
             self.payout_listed[payout_id] = head
         # short of Stripe's count (the payout's own transaction may be left out of the list):
         # nothing to book yet, the payout's record already says what it waits for
@@ -471,10 +470,11 @@ class Ledger:
             self._forget_reads()
 
     def _forget_reads(self) -> None:
-        for reads in self._reads:
+        for reads in self._reads.values():
             reads.seen.clear()
 
     def post_with_variance(self, payout_id: str) -> Outcome:
         """After the bounded wait: post an incomplete deposit with its variance line."""
         cfg = self.cfg.model_copy(update={"deposit_variance_policy": "post"})
-        return Ledger(cfg, self._raw.__getitem__)._book_deposit(payout_id, post_incomplete=True)
+        ledger = Ledger(cfg, lambda name: self._reads[name].table)
+        return ledger._book_deposit(payout_id, post_incomplete=True)
