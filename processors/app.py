@@ -50,6 +50,7 @@ from ledgerstream.avro import Serde
 from ledgerstream.commands import Command
 from ledgerstream.kafka_util import dead_letter_headers
 from processors import store
+from processors.delivery import AckedProducer, LedgerApp
 
 log = logging.getLogger(__name__)
 
@@ -81,93 +82,113 @@ def _credentials(cfg: settings.KafkaSettings) -> Any:
     return faust.SSLCredentials(context)
 
 
-def create_app(web_port: int = 6066) -> faust.App:
-    kafka = settings.kafka()
-    proc = settings.ProcessorSettings()
-    cfg = settings.accounting()
-    brokers = ";".join(f"kafka://{h}" for h in kafka.kafka_bootstrap_servers.split(","))
-    datadir = os.path.join(proc.processor_data_dir, proc.app_id, str(web_port))
-    os.makedirs(datadir, exist_ok=True)
-    app = faust.App(
-        proc.app_id,
-        broker=brokers,
-        broker_credentials=_credentials(kafka),
-        store=proc.processor_store,
-        # one RocksDB directory per worker: workers on one host differ by their web port
-        datadir=datadir,
-        topic_partitions=kafka.topic_partitions,
-        topic_replication_factor=kafka.topic_replication_factor,
-        topic_allow_declare=True,
-        consumer_auto_offset_reset="earliest",
-        producer_acks=-1,
-        web_port=web_port,
-        web_host="127.0.0.1",
-        web_bind=proc.processor_web_bind,  # faust's default is every interface
-        table_key_serializer="raw",
-        table_value_serializer="json",
-        Table=store.Table,
-        # records handed over per poll: unbounded, recovery would hand over whole fetches of
-        # every changelog partition at once and the Python heap would keep that peak
-        broker_max_poll_records=proc.processor_max_poll_records,
-    )
-    budget = store.Budget(proc) if proc.processor_rocksdb_bounded else None
+class Processor:
+    """The worker's parts: its app and tables, its output, one agent per input, the timer."""
 
-    def table(name: str) -> Any:
+    def __init__(self, web_port: int = 6066) -> None:
+        self.kafka = settings.kafka()
+        self.proc = settings.ProcessorSettings()
+        self.cfg = settings.accounting()
+        self.app = self._app(web_port)
+        self.budget = store.Budget(self.proc) if self.proc.processor_rocksdb_bounded else None
+        self.ledger = Ledger(self.cfg, self.table)
+        self.emitted = self.table("emitted")  # command key -> command_id last sent
+        self.waiting = self.table("waiting")  # object id -> {"reason", "since", "topic"}
+        # waits already reported (per process: a restart reports again); pruned to what waits
+        self.notified: set[str] = set()
+        commands_name = topics.name(topics.NETSUITE_COMMANDS)
+        self.commands_serde = Serde(commands_name, topics.NETSUITE_COMMANDS.schema or "")
+        self.commands_topic = self._raw_topic(commands_name)
+        for spec in INPUTS:
+            self._agent_for(spec)
+        self.app.timer(interval=max(1.0, min(30.0, self.proc.processor_wait_s / 4)))(self.overdue)
+        processor = self
+
+        async def memory(web: Any, request: Any) -> Any:  # faust binds a page to its View
+            return await processor.memory(web, request)
+
+        self.app.page("/ledger/memory/")(memory)
+
+    def _app(self, web_port: int) -> faust.App:
+        kafka, proc = self.kafka, self.proc
+        brokers = ";".join(f"kafka://{h}" for h in kafka.kafka_bootstrap_servers.split(","))
+        datadir = os.path.join(proc.processor_data_dir, proc.app_id, str(web_port))
+        os.makedirs(datadir, exist_ok=True)
+        return LedgerApp(
+            proc.app_id,
+            broker=brokers,
+            broker_credentials=_credentials(kafka),
+            # the app id names this worker's connections in the broker's metrics, logs and quotas
+            broker_client_id=proc.app_id,
+            store=proc.processor_store,
+            # one RocksDB directory per worker: workers on one host differ by their web port
+            datadir=datadir,
+            topic_partitions=kafka.topic_partitions,
+            topic_replication_factor=kafka.topic_replication_factor,
+            topic_allow_declare=True,
+            consumer_auto_offset_reset="earliest",
+            producer_acks=-1,
+            web_port=web_port,
+            web_host="127.0.0.1",
+            web_bind=proc.processor_web_bind,  # faust's default is every interface
+            table_key_serializer="raw",
+            table_value_serializer="json",
+            Table=store.Table,
+            # records handed over per poll: unbounded, recovery would hand over whole fetches of
+            # every changelog partition at once and the Python heap would keep that peak
+            broker_max_poll_records=proc.processor_max_poll_records,
+        )
+
+    def table(self, name: str) -> Any:
         created = cast(
             store.Table,
-            app.Table(
+            self.app.Table(
                 name,
                 default=None,
-                partitions=kafka.topic_partitions,
+                partitions=self.kafka.topic_partitions,
                 key_type=str,
-                recovery_buffer_size=proc.processor_recovery_buffer_size,
+                recovery_buffer_size=self.proc.processor_recovery_buffer_size,
             ),
         )
-        created.budget = budget  # read when faust opens the store, at start-up
+        created.budget = self.budget  # read when faust opens the store, at start-up
         return created
 
-    ledger = Ledger(cfg, table)
-    emitted = table("emitted")  # command key -> command_id last sent
-    waiting = table("waiting")  # object id -> {"reason", "since", "topic"}
-    # waits already reported (per process: a restart reports again); pruned to what still waits
-    notified: set[str] = set()
-    commands_name = topics.name(topics.NETSUITE_COMMANDS)
-    commands_serde = Serde(commands_name, topics.NETSUITE_COMMANDS.schema or "")
-    commands_topic = app.topic(
-        commands_name,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=kafka.topic_partitions,
-    )
-
-    async def send(cmd: Command) -> None:
-        await commands_topic.send(key=cmd.key.encode(), value=commands_serde.dumps(cmd.to_avro()))
-
-    async def dead_letter(message: Any, reason: str, kind: str) -> None:
-        log.warning(
-            "dead letter %s[%d]@%d: %s", message.topic, message.partition, message.offset, reason
+    def _raw_topic(self, name: str) -> Any:
+        return self.app.topic(
+            name,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=self.kafka.topic_partitions,
         )
-        await app.producer.send_and_wait(
+
+    async def send(self, cmd: Command) -> None:
+        await self.commands_topic.send(
+            key=cmd.key.encode(), value=self.commands_serde.dumps(cmd.to_avro())
+        )
+
+    async def dead_letter(self, message: Any, exc: BaseException, kind: str) -> None:
+        log.warning(
+            "dead letter %s[%d]@%d: %s", message.topic, message.partition, message.offset, exc
+        )
+        await self.app.producer.send_and_wait(
             message.topic + ".dlq",
             key=message.key,
             value=message.value,
             partition=None,
             timestamp=None,
             headers=dead_letter_headers(
-                message.topic,
-                message.partition,
-                message.offset,
-                RuntimeError(reason),
-                error_class=kind,
+                message.topic, message.partition, message.offset, exc, error_class=kind
             ),
         )
 
-    async def take(outcome: Outcome, event: faust.EventT, topic: str) -> None:
+    async def take(self, outcome: Outcome, event: faust.EventT, topic: str) -> None:
+        """Send what changed, note what waits and dead-letter what cannot be mapped."""
+        emitted, waiting = self.emitted, self.waiting
         for cmd in outcome.commands:
             if emitted.get(cmd.key) != cmd.command_id:
-                await send(cmd)
+                await self.send(cmd)
                 emitted[cmd.key] = cmd.command_id
         for oid in outcome.ready:
             if waiting.get(oid) is not None:
@@ -177,43 +198,46 @@ def create_app(web_port: int = 6066) -> faust.App:
             if current is None or current.get("reason") != reason:
                 waiting[oid] = {"reason": reason, "since": time.time(), "topic": topic}
         for oid, reason in outcome.unmapped.items():
-            await dead_letter(event.message, f"{oid}: {reason}", "UnmappedError")
+            await self.dead_letter(event.message, RuntimeError(f"{oid}: {reason}"), "UnmappedError")
 
-    def agent_for(spec: topics.TopicSpec) -> None:
+    async def handle(self, spec: topics.TopicSpec, serde: Serde, event: faust.EventT) -> None:
+        """One input record: decode, book, send; poison goes to ``<topic>.dlq``."""
+        try:
+            record = serde.loads(event.value)
+        except Exception as exc:  # noqa: BLE001 - anything undecodable is poison
+            await self.dead_letter(event.message, RuntimeError(f"cannot decode: {exc}"), _kind(exc))
+            return
+        try:
+            outcome = self.ledger.apply(spec.name, record)
+        except Exception as exc:  # noqa: BLE001 - a record the ledger cannot book is poison
+            # (impossible content: a rate of 'abc', an empty id…). faust acks a record whose
+            # agent raised and commits past it, so raising here would drop it silently.
+            await self.dead_letter(event.message, RuntimeError(f"cannot map: {exc!r}"), _kind(exc))
+            return
+        await self.take(outcome, event, event.message.topic)
+
+    def _agent_for(self, spec: topics.TopicSpec) -> None:
         name = topics.name(spec)
         serde = Serde(name, spec.schema or "")
-        source = app.topic(
-            name,
-            key_type=bytes,
-            value_type=bytes,
-            key_serializer="raw",
-            value_serializer="raw",
-            partitions=kafka.topic_partitions,
-        )
+        producer = cast(AckedProducer, self.app.producer)
 
         async def process(stream: faust.StreamT) -> None:
             async for event in stream.events():
                 try:
-                    record = serde.loads(event.value)
-                except Exception as exc:  # noqa: BLE001 - anything undecodable is poison
-                    await dead_letter(event.message, f"cannot decode: {exc}", type(exc).__name__)
-                    continue
-                try:
-                    outcome = ledger.apply(spec.name, record)
-                except (KeyError, TypeError, ValueError) as exc:
-                    await dead_letter(event.message, f"cannot map: {exc!r}", type(exc).__name__)
-                    continue
-                await take(outcome, event, name)
+                    await self.handle(spec, serde, event)
+                except BaseException as exc:
+                    # a write failed (or the worker is stopping mid-record): faust acks the
+                    # record anyway, so forbid every later commit; the worker stops and its
+                    # replacement reads the record again
+                    producer.fail(exc)
+                    raise
 
         process.__name__ = f"on_{spec.name.replace('.', '_')}"
-        app.agent(source, name=f"ledgerstream.{spec.name}")(process)
+        self.app.agent(self._raw_topic(name), name=f"ledgerstream.{spec.name}")(process)
 
-    for spec in INPUTS:
-        agent_for(spec)
-
-    @app.timer(interval=max(1.0, min(30.0, proc.processor_wait_s / 4)))
-    async def overdue() -> None:
+    async def overdue(self) -> None:
         """Report what waited too long; post incomplete deposits when the policy says so."""
+        proc, waiting, notified = self.proc, self.waiting, self.notified
         now = time.time()
         due: list[tuple[str, dict[str, Any]]] = []
         still: set[str] = set()
@@ -233,13 +257,13 @@ def create_app(web_port: int = 6066) -> faust.App:
         for oid, state in due:
             notified.add(oid)
             reason = f"{oid} waited {proc.processor_wait_s:.0f}s for {state['reason']}"
-            if oid.startswith("po_") and cfg.deposit_variance_policy == "post":
-                for cmd in ledger.post_with_variance(oid).commands:
-                    await send(cmd)
+            if oid.startswith("po_") and self.cfg.deposit_variance_policy == "post":
+                for cmd in self.ledger.post_with_variance(oid).commands:
+                    await self.send(cmd)
                 log.warning("%s: posted with a variance line", reason)
                 continue
             log.warning(reason)
-            await app.producer.send_and_wait(
+            await self.app.producer.send_and_wait(
                 state["topic"] + ".dlq",
                 key=oid.encode(),
                 value=None,
@@ -252,13 +276,18 @@ def create_app(web_port: int = 6066) -> faust.App:
                 ],
             )
 
-    @app.page("/ledger/memory/")
-    async def memory(web: Any, request: Any) -> Any:
+    async def memory(self, web: Any, request: Any) -> Any:
         """Resident size, Python heap and RocksDB figures of this worker (see the docstring)."""
         objects = request.query.get("objects") in ("1", "true")
-        return web.json(store.memory_report(app, budget, objects=objects))
+        return web.json(store.memory_report(self.app, self.budget, objects=objects))
 
-    return app
+
+def _kind(exc: BaseException) -> str:
+    return type(exc).__name__
+
+
+def create_app(web_port: int = 6066) -> faust.App:
+    return Processor(web_port).app
 
 
 def run_worker(web_port: int = 6066, loglevel: str = "info") -> None:

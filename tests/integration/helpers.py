@@ -103,7 +103,9 @@ def committed(group: str, topic: str) -> dict[int, int]:
         consumer.close()
 
 
-def wait_caught_up(group: str, topics: list[str], timeout: float = 90, check: Any = None) -> None:
+def wait_caught_up(
+    group: str, topics: list[str], timeout: float = 90, check: Any = None, interval: float = 0.5
+) -> None:
     """Wait until ``group`` has committed the end offset of every partition of ``topics``."""
     deadline = time.monotonic() + timeout
     while True:
@@ -124,7 +126,7 @@ def wait_caught_up(group: str, topics: list[str], timeout: float = 90, check: An
             check()  # fail at once when a component died
         if time.monotonic() > deadline:
             raise TimeoutError(f"group {group} still behind: {behind}")
-        time.sleep(0.5)
+        time.sleep(interval)
 
 
 def consume_all(topic: str, timeout: float = 30) -> list[Any]:
@@ -155,3 +157,52 @@ def consume_all(topic: str, timeout: float = 30) -> list[Any]:
     finally:
         consumer.close()
     return out
+
+
+class producer_quota:  # noqa: N801 - used as a context manager, reads like a statement
+    """Slow one Kafka client's writes with a broker-side quota (``producer_byte_rate``).
+
+    The broker accepts the writes and holds each answer back for as long as the quota asks, so
+    the client's acknowledgements lag far behind its sends: the window in which a component that
+    commits its input offsets before its writes are acknowledged loses them to a kill -9. Set
+    through Kafka's own ``kafka.admin.ConfigCommand`` (the Python clients have no quota API),
+    run from the Kafka libraries the local stack caches.
+    """
+
+    def __init__(self, client_id: str, bytes_per_s: int):
+        self.client_id = client_id
+        self.rate = bytes_per_s
+
+    def _config(self, *change: str) -> None:
+        import subprocess
+
+        from ledgerstream import stack
+
+        kafka = stack.Kafka(settings.StackSettings())
+        kafka.fetch()  # cached; also where the brokers are external (Docker)
+        subprocess.run(
+            [
+                stack.find_java(17),
+                "-cp",
+                str(kafka.home / "libs" / "*"),
+                "kafka.admin.ConfigCommand",
+                "--bootstrap-server",
+                settings.kafka().kafka_bootstrap_servers,
+                "--alter",
+                *change,
+                "--entity-type",
+                "clients",
+                "--entity-name",
+                self.client_id,
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+
+    def __enter__(self) -> producer_quota:
+        self._config("--add-config", f"producer_byte_rate={self.rate}")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._config("--delete-config", "producer_byte_rate")
