@@ -5,7 +5,9 @@ A consumer of ``stripe.payout``: when an automatic payout is paid (``payout.paid
 ``GET /v1/balance_transactions?payout=po_…`` (all pages, sources expanded for the currency
 conversion lines) and publishes one ``stripe.payout_transactions`` record per transaction,
 keyed by payout id, each naming how many the payout has, so the processors can tell when the
-list is complete. The offset is committed after the broker acknowledged them all.
+list is complete. The offset is committed after the broker acknowledged them all
+(``ledgerstream.stage``). A record that cannot be read, or a payout Stripe refuses to list
+(e.g. 404), goes to ``stripe.payout.dlq`` with the reason; the next payout is handled.
 """
 
 from __future__ import annotations
@@ -15,15 +17,24 @@ import logging
 import signal
 from typing import Any
 
-from confluent_kafka import Consumer
+import stripe
+from confluent_kafka import Message
+from tenacity import Retrying, retry_if_exception, stop_never, wait_random_exponential
 
 from ledgerstream import settings, topics
 from ledgerstream.avro import Serde
-from ledgerstream.kafka_util import is_real_error
-from producers.publisher import EventPublisher
+from ledgerstream.stage import ProduceFailed, Runner, Stage
+from ledgerstream.stripe_records import BadEvent
+from producers.publisher import EventPublisher, PublishError
 from producers.stripe_api import StripeAPI
 
 log = logging.getLogger(__name__)
+
+
+def _transient(exc: BaseException) -> bool:
+    return isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError) or (
+        isinstance(exc, stripe.APIError) and (exc.http_status or 500) >= 500
+    )
 
 
 def wants_contents(payout: dict[str, Any]) -> bool:
@@ -38,51 +49,53 @@ def publish_payout_contents(
     return len(txns)
 
 
-class PayoutContents:
+class PayoutContents(Stage):
+    """A stage of ``ledgerstream.stage.Runner``: a paid payout in, its transactions out."""
+
+    name = "payout-contents"
+    fatal = (PublishError, ProduceFailed, stripe.AuthenticationError, stripe.PermissionError)
+
     def __init__(self, api: StripeAPI | None = None, publisher: EventPublisher | None = None):
         self.api = api or StripeAPI()
         self.publisher = publisher or EventPublisher()
         self.topic = topics.name(topics.STRIPE_PAYOUT)
         self.serde = Serde(self.topic, topics.STRIPE_PAYOUT.schema or "")
-        self.consumer = Consumer(
-            {
-                **settings.kafka().client_config(),
-                "group.id": settings.kafka().topic("ledgerstream-payout-contents"),
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-            }
-        )
-        self.running = True
+        self.group_id = settings.kafka().topic("ledgerstream-payout-contents")
+        self.batch_size = 20
         self.done: set[str] = set()
+        self.runner = Runner(self)
+
+    def add(self, record: Any, msg: Message) -> None:
+        payout = json.loads(record["object_json"])
+        if not isinstance(payout, dict) or not isinstance(payout.get("id"), str):
+            raise BadEvent("object_json is not a payout")
+        if wants_contents(payout) and payout["id"] not in self.done:
+            # Stripe unreachable or failing: wait it out (never dead-letter a payout for that);
+            # a refusal (404: no such payout) raises and dead-letters it
+            for attempt in Retrying(
+                retry=retry_if_exception(_transient),
+                wait=wait_random_exponential(multiplier=1, max=60),
+                stop=stop_never,
+                reraise=True,
+                before_sleep=lambda state: log.warning(
+                    "listing payout %s failed (%s); retrying",
+                    payout["id"],
+                    state.outcome.exception() if state.outcome else "",
+                ),
+            ):
+                with attempt:
+                    count = publish_payout_contents(self.api, self.publisher, payout)
+            self.done.add(payout["id"])
+            log.info("payout %s: %d balance transactions published", payout["id"], count)
 
     def run(self, idle_exit_s: float | None = None) -> None:
-        import time
-
-        self.consumer.subscribe([self.topic])
-        idle = time.monotonic()
-        while self.running:
-            msg = self.consumer.poll(0.5)
-            if msg is None:
-                if idle_exit_s is not None and time.monotonic() - idle > idle_exit_s:
-                    break
-                continue
-            idle = time.monotonic()
-            if msg.error():
-                if is_real_error(msg):
-                    log.error("consumer error: %s", msg.error())
-                continue
-            rec = self.serde.loads(msg.value() or b"")
-            payout = json.loads(rec["object_json"])
-            if wants_contents(payout) and payout["id"] not in self.done:
-                count = publish_payout_contents(self.api, self.publisher, payout)
-                self.done.add(payout["id"])
-                log.info("payout %s: %d balance transactions published", payout["id"], count)
-            self.consumer.commit(message=msg, asynchronous=False)
-        self.consumer.close()
-        self.publisher.close()
+        try:
+            self.runner.run(idle_exit_s)
+        finally:
+            self.publisher.close()
 
     def stop(self, *_: Any) -> None:
-        self.running = False
+        self.runner.stop()
 
 
 def run() -> None:

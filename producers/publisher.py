@@ -68,6 +68,9 @@ class EventPublisher:
         self._poller = threading.Thread(target=self._poll, name="kafka-poll", daemon=True)
         self._poller.start()
         self.counts: dict[str, int] = {"published": 0, "ignored": 0, "rejected": 0}
+        self._lock = threading.Lock()
+        self._errors: list[str] = []  # delivery errors of enqueued records, until acknowledged
+        self._enqueued = 0
 
     def _poll(self) -> None:
         while not self._stop.is_set():
@@ -163,22 +166,34 @@ class EventPublisher:
 
     def send_all(self, outgoing: list[Outgoing], timeout: float = 60.0) -> None:
         """Produce a batch and return once the broker acknowledged every record (or raise)."""
-        errors: list[str] = []
-
-        def on_delivery(err: KafkaError | None, msg: Message) -> None:
-            if err is not None:
-                errors.append(str(err))
-
         for out in outgoing:
-            while True:
-                try:
-                    self._produce(out, on_delivery)
-                    break
-                except PublishError:
-                    self._producer.flush(1.0)  # queue full: let deliveries drain
-        if self._producer.flush(timeout) or errors:
+            self.enqueue(out)
+        self.acknowledge(timeout)
+
+    def enqueue(self, out: Outgoing) -> None:
+        """Produce one record (a record Kafka can never take, e.g. too large, raises here)."""
+        while True:
+            try:
+                self._produce(out, self._on_batch_delivery)
+                break
+            except PublishError:
+                self._producer.flush(1.0)  # queue full: let deliveries drain
+        self._enqueued += 1
+
+    def _on_batch_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            with self._lock:
+                self._errors.append(str(err))
+
+    def acknowledge(self, timeout: float = 60.0) -> None:
+        """Return once every enqueued record was acknowledged; raise if one was not."""
+        remaining = self._producer.flush(timeout)
+        with self._lock:
+            errors = list(self._errors)  # kept: a failed batch fails every later acknowledge
+        if remaining or errors:
             raise PublishError(f"{len(errors) or 'some'} record(s) not acknowledged: {errors[:3]}")
-        self.counts["published"] += len(outgoing)
+        self.counts["published"] += self._enqueued
+        self._enqueued = 0
 
     def ready(self, timeout: float = 2.0) -> bool:
         try:

@@ -14,7 +14,9 @@ an object Stripe no longer has (404) is routed as it is. The Webhook path stays 
 fetching happens here, not while Stripe waits for the webhook's answer.
 
 Guarantee: at-least-once; the consumer offset is committed after the typed records were
-acknowledged. An event that cannot be read goes to ``stripe.events.dlq`` with the reason.
+acknowledged (``ledgerstream.stage``). A record that cannot be read or routed (bad bytes, an
+empty value, an event that is not one, an amount no record can hold, a fetch Stripe refuses)
+goes to ``stripe.events.dlq`` with the reason and the next one is routed.
 """
 
 from __future__ import annotations
@@ -26,13 +28,13 @@ import time
 from typing import Any
 
 import stripe
-from confluent_kafka import Consumer, Message, Producer
+from confluent_kafka import Message
 
 from ledgerstream import settings, topics
 from ledgerstream.avro import Serde
-from ledgerstream.kafka_util import dead_letter_headers, is_real_error, where
+from ledgerstream.stage import ProduceFailed, Runner, Stage
 from ledgerstream.stripe_records import BadEvent
-from producers.publisher import EventPublisher, Outgoing
+from producers.publisher import EventPublisher, PublishError
 from producers.stripe_api import StripeAPI
 
 log = logging.getLogger(__name__)
@@ -83,7 +85,13 @@ class Enricher:
                 delay = min(delay * 2, 60)
 
 
-class Router:
+class Router(Stage):
+    """``stripe.events`` → typed object records; a stage of ``ledgerstream.stage.Runner``."""
+
+    name = "router"
+    # Kafka not acknowledging, or Stripe refusing the API key: stop, re-read after a restart
+    fatal = (PublishError, ProduceFailed, stripe.AuthenticationError, stripe.PermissionError)
+
     def __init__(
         self,
         api: StripeAPI | None = None,
@@ -94,70 +102,39 @@ class Router:
         self.enricher = Enricher(api or StripeAPI())
         self.topic = topics.name(topics.STRIPE_EVENTS)
         self.serde = Serde(self.topic, topics.STRIPE_EVENTS.schema or "")
-        kafka = settings.kafka()
-        self.consumer = Consumer(
-            {
-                **kafka.client_config(),
-                "group.id": kafka.topic("ledgerstream-router"),
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-            }
-        )
-        self.dlq = Producer({**kafka.client_config(), "enable.idempotence": True})
-        self.batch = batch
-        self.running = True
+        self.group_id = settings.kafka().topic("ledgerstream-router")
+        self.batch_size = batch
+        self.out = 0  # routed records not yet acknowledged
         self.routed = 0
-        self.dead_lettered = 0
+        self.runner = Runner(self)
 
-    def route(self, msg: Message) -> Outgoing | None:
-        raw = self.serde.loads(msg.value() or b"")
-        event = json.loads(raw["event_json"])
-        return self.publisher.encode_typed(self.enricher.enrich(event))
+    def add(self, record: Any, msg: Message) -> None:
+        event = json.loads(record["event_json"])
+        if not isinstance(event, dict):
+            raise BadEvent("event_json is not a JSON object")
+        typed = self.publisher.encode_typed(self.enricher.enrich(event))
+        if typed is not None:
+            self.publisher.enqueue(typed)  # a record Kafka cannot take raises here: dead letter
+            self.out += 1
+
+    def flush(self) -> None:
+        if self.out:
+            self.publisher.acknowledge()  # raises unless every record was acknowledged
+            self.routed += self.out
+            self.out = 0
+
+    @property
+    def dead_lettered(self) -> int:
+        return self.runner.counts["dead_lettered"]
 
     def run(self, idle_exit_s: float | None = None) -> None:
-        self.consumer.subscribe([self.topic])
-        idle = time.monotonic()
-        while self.running:
-            msgs = self.consumer.consume(self.batch, timeout=0.5)
-            if not msgs:
-                if idle_exit_s is not None and time.monotonic() - idle > idle_exit_s:
-                    break
-                continue
-            idle = time.monotonic()
-            out: list[Outgoing] = []
-            for msg in msgs:
-                if msg.error():
-                    if is_real_error(msg):
-                        log.error("consumer error: %s", msg.error())
-                    continue
-                try:
-                    typed = self.route(msg)
-                except (BadEvent, ValueError, KeyError, TypeError) as exc:
-                    self._dead_letter(msg, exc)
-                    continue
-                if typed is not None:
-                    out.append(typed)
-            self.publisher.send_all(out)
-            if self.dlq.flush(30):
-                raise RuntimeError("dead letters were not acknowledged")
-            self.consumer.commit(asynchronous=False)
-            self.routed += len(out)
-        self.consumer.close()
-        self.publisher.close()
-
-    def _dead_letter(self, msg: Message, exc: Exception) -> None:
-        topic, partition, offset = where(msg)
-        log.error("dead letter %s[%d]@%d: %s", topic, partition, offset, exc)
-        headers: list[tuple[str, str | bytes | None]] = [
-            *dead_letter_headers(topic, partition, offset, exc)
-        ]
-        self.dlq.produce(
-            topics.dlq_name(topics.STRIPE_EVENTS), key=msg.key(), value=msg.value(), headers=headers
-        )
-        self.dead_lettered += 1
+        try:
+            self.runner.run(idle_exit_s)
+        finally:
+            self.publisher.close()
 
     def stop(self, *_: Any) -> None:
-        self.running = False
+        self.runner.stop()
 
 
 def run() -> None:

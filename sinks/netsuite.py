@@ -39,13 +39,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import requests
-from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 from tenacity import Retrying, retry_if_exception, stop_never, wait_random_exponential
 
 from ledgerstream import settings, topics
 from ledgerstream.avro import Serde
 from ledgerstream.commands import Command, canonical_json, resolve_refs, sublists
-from ledgerstream.kafka_util import dead_letter_headers, end_offset, is_real_error, where
+from ledgerstream.kafka_util import end_offset, where
+from ledgerstream.stage import ProduceFailed, Runner, Stage
 from sinks.limiter import AdaptiveLimiter
 from sinks.netsuite_client import NetSuiteAuthError, NetSuiteClient, NetSuiteResponseError
 
@@ -136,7 +137,11 @@ class BackrefIndex:
     def _apply(self, msg: Message) -> tuple[str, str] | None:
         if msg.value() is None:
             return None  # a tombstone
-        ref = self.serde.loads(msg.value() or b"")
+        try:
+            ref = self.serde.loads(msg.value() or b"")
+        except Exception as exc:  # noqa: BLE001 - the metadata writer dead-letters it
+            log.warning("back-reference at %s unreadable, ignored: %s", where(msg), exc)
+            return None
         key = (ref["record_type"], ref["external_id"])
         known = key in self.ids
         self.ids[key] = ref["internal_id"]
@@ -164,7 +169,13 @@ class Outcome:
     error: BaseException | None = None
 
 
-class NetSuiteSink:
+class NetSuiteSink(Stage):
+    """A stage of ``ledgerstream.stage.Runner`` whose records are done when NetSuite answers."""
+
+    name = "netsuite-sink"
+    deferred = True  # a command is done when its write (and back-reference) or dead letter is
+    fatal = (FatalSinkError, ProduceFailed)
+
     def __init__(
         self,
         client: NetSuiteClient | None = None,
@@ -174,23 +185,14 @@ class NetSuiteSink:
         self.cfg = cfg or settings.SinkSettings()
         ns = netsuite or settings.netsuite()
         self.client = client or NetSuiteClient(ns)
-        kafka = settings.kafka()
-        self.commands_topic = topics.name(topics.NETSUITE_COMMANDS)
+        self.commands_topic = self.topic = topics.name(topics.NETSUITE_COMMANDS)
         self.backrefs_topic = topics.name(topics.NETSUITE_BACKREFS)
-        self.dlq_topic = topics.dlq_name(topics.NETSUITE_COMMANDS)
-        self.commands = Serde(self.commands_topic, topics.NETSUITE_COMMANDS.schema or "")
+        self.commands = self.serde = Serde(
+            self.commands_topic, topics.NETSUITE_COMMANDS.schema or ""
+        )
         self.backrefs = Serde(self.backrefs_topic, topics.NETSUITE_BACKREFS.schema or "")
-        self.consumer = Consumer(
-            {
-                **kafka.client_config(),
-                "group.id": self.cfg.sink_group_id,
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-            }
-        )
-        self.producer = Producer(
-            {**kafka.client_config(), "enable.idempotence": True, "acks": "all", "linger.ms": 5}
-        )
+        self.group_id = self.cfg.sink_group_id
+        self.batch_size = 500
         self.index = BackrefIndex()
         self.limiter = AdaptiveLimiter(
             ns.netsuite_concurrency, auth_failures=self.cfg.sink_auth_failures
@@ -203,58 +205,51 @@ class NetSuiteSink:
         self.waiting_on: dict[tuple[str, str], set[str]] = defaultdict(set)  # dep -> keys
         self.blocked: set[str] = set()  # keys whose head waits for a dependency
         self.pending = 0  # commands read and not yet done
-        self.paused = False
-        self.outstanding: dict[tuple[str, int], set[int]] = defaultdict(set)
-        self.next_commit: dict[tuple[str, int], int] = {}
-        self.running = True
         self.written = 0
-        self.dead_lettered = 0
         self.requests = 0  # NetSuite requests sent (retries included)
         self._requests_lock = threading.Lock()
+        self.last_sweep = self.last_follow = self.last_report = time.monotonic()
+        self.runner = Runner(self, commit_interval_s=0.5)
 
-    # ----------------------------------------------------------------- main loop
+    @property
+    def dead_lettered(self) -> int:
+        return self.runner.counts["dead_lettered"]
+
+    # ----------------------------------------------------------------- stage hooks
     def run(self, idle_exit_s: float | None = None) -> None:
         self.index.load()
-        self.consumer.subscribe([self.commands_topic], on_revoke=self._on_revoke)
         log.info(
             "netsuite sink started: %d back-references known, concurrency %d",
             len(self.index.ids),
             self.limiter.ceiling,
         )
-        idle_since = last_commit = last_sweep = last_report = time.monotonic()
-        quiet = False
-        try:
-            while self.running:
-                self._collect(timeout=0.01 if quiet and self.in_flight else 0)
-                self._flow_control()
-                msg = self.consumer.poll(0 if self.in_flight else 0.2)
-                now = time.monotonic()
-                if msg is not None and not msg.error():
-                    quiet = False
-                    idle_since = now
-                    self.handle(msg)
-                else:
-                    quiet = True
-                    if msg is not None and is_real_error(msg):
-                        log.error("consumer error: %s", msg.error())
-                    if now - last_sweep > 1.0:
-                        last_sweep = now
-                        self._sweep_blocked()
-                    if self.pending or self.in_flight:
-                        idle_since = now
-                    elif idle_exit_s is not None and now - idle_since > idle_exit_s:
-                        break
-                if now - last_commit > 0.5:
-                    last_commit = now
-                    # back-references of other sink instances (this one's are known already)
-                    for dep in self.index.follow():
-                        self._wake(dep)
-                    self._commit()
-                if now - last_report > self.cfg.sink_report_interval_s:
-                    last_report = now
-                    self._report()
-        finally:
-            self.close()
+        self.runner.run(idle_exit_s)
+
+    def stop(self, *_: Any) -> None:
+        self.runner.stop()
+
+    def busy(self) -> bool:
+        return bool(self.in_flight)
+
+    def saturated(self) -> bool:
+        # pause reading at the limit, resume at half of it
+        high = self.cfg.sink_max_pending
+        return self.pending >= (high // 2 if self.runner.paused else high)
+
+    def tick(self, idle: bool) -> None:
+        self._collect(timeout=0.01 if idle and self.in_flight else 0)
+        now = time.monotonic()
+        if idle and now - self.last_sweep > 1.0:
+            self.last_sweep = now
+            self._sweep_blocked()
+        if now - self.last_follow > 0.5:
+            self.last_follow = now
+            # back-references of other sink instances (this one's are known already)
+            for dep in self.index.follow():
+                self._wake(dep)
+        if now - self.last_report > self.cfg.sink_report_interval_s:
+            self.last_report = now
+            self._report()
 
     def _report(self) -> None:
         log.info(
@@ -271,15 +266,8 @@ class NetSuiteSink:
             self.limiter.throttled,
         )
 
-    def handle(self, msg: Message) -> None:
-        topic, partition, offset = where(msg)
-        self.outstanding[(topic, partition)].add(offset)
-        self.next_commit.setdefault((topic, partition), offset)
-        try:
-            cmd = Command.from_avro(self.commands.loads(msg.value() or b""))
-        except Exception as exc:  # noqa: BLE001 - undecodable: poison
-            self._dead_letter(msg, exc, details=None)
-            return
+    def add(self, record: Any, msg: Message) -> None:
+        cmd = Command.from_avro(record)  # a record that is not a command raises: dead letter
         self.pending += 1
         line = self.queues.setdefault(cmd.key, deque())
         line.append(Pending(msg, cmd))
@@ -333,15 +321,6 @@ class NetSuiteSink:
             line = self.queues.get(key)
             if line and now - line[0].since > limit:
                 self._advance(key)
-
-    def _flow_control(self) -> None:
-        high = self.cfg.sink_max_pending
-        if not self.paused and self.pending >= high:
-            self.consumer.pause(self.consumer.assignment())
-            self.paused = True
-        elif self.paused and self.pending < high // 2:
-            self.consumer.resume(self.consumer.assignment())
-            self.paused = False
 
     # ----------------------------------------------------------------- writer threads
     def _write_task(self, item: Pending, body_json: str, replace: list[str]) -> None:
@@ -473,46 +452,21 @@ class NetSuiteSink:
                 "written_at": datetime.now(UTC),
             }
         )
-        self.producer.produce(self.backrefs_topic, key=cmd.key.encode(), value=value)
-        self.producer.poll(0)
+        self.runner.produce(self.backrefs_topic, key=cmd.key.encode(), value=value)
         log.info("wrote %s %s -> internal id %s", cmd.record_type, cmd.external_id, internal_id)
 
     def _dead_letter(self, msg: Message, exc: BaseException, details: Any) -> None:
-        topic, partition, offset = where(msg)
-        log.error("dead letter %s[%d]@%d: %s", topic, partition, offset, exc)
-        headers: list[tuple[str, str | bytes | None]] = [
-            *dead_letter_headers(topic, partition, offset, exc)  # type: ignore[arg-type]
-        ]
+        extra: list[tuple[str, str | bytes | None]] = []
         if details is not None:
-            headers.append(("netsuite.errorDetails", json.dumps(details).encode()))
-        self.producer.produce(self.dlq_topic, key=msg.key(), value=msg.value(), headers=headers)
-        self.dead_lettered += 1
-        self._done(msg)
+            extra.append(("netsuite.errorDetails", json.dumps(details).encode()))
+        self.runner.dead_letter(msg, exc, extra)
 
     def _done(self, msg: Message) -> None:
-        topic, partition, offset = where(msg)
-        self.outstanding[(topic, partition)].discard(offset)
+        self.runner.done(msg)
 
-    def _commit(self) -> None:
-        """Commit, per partition, up to the first command not yet done."""
-        if self.producer.flush(30) != 0:
-            raise FatalSinkError("back-references were not acknowledged by Kafka")
-        offsets = []
-        for tp, pending in self.outstanding.items():
-            commit_to = min(pending) if pending else self._position(tp)
-            if commit_to is not None and commit_to != self.next_commit.get(tp):
-                offsets.append(TopicPartition(tp[0], tp[1], commit_to))
-                self.next_commit[tp] = commit_to
-        if offsets:
-            self.consumer.commit(offsets=offsets, asynchronous=False)
-
-    def _position(self, tp: tuple[str, int]) -> int | None:
-        pos = self.consumer.position([TopicPartition(tp[0], tp[1])])[0].offset
-        return pos if pos >= 0 else None
-
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """Finish the writes under way for the revoked partitions, commit, forget the rest."""
-        revoked = {(p.topic, p.partition) for p in partitions}
+    def revoke(self, partitions: set[tuple[str, int]]) -> None:
+        """Finish the writes under way for the revoked partitions, forget the rest."""
+        revoked = partitions
         for key in list(self.queues):
             line = self.queues[key]
             kept = deque(p for p in line if p.tp not in revoked or self.in_flight.get(key) is p)
@@ -524,13 +478,6 @@ class NetSuiteSink:
             if not self.queues[key]:
                 del self.queues[key]
                 self.blocked.discard(key)
-        self._commit()
-        for tp in revoked:
-            self.outstanding.pop(tp, None)
-            self.next_commit.pop(tp, None)
-
-    def stop(self, *_: Any) -> None:
-        self.running = False
 
     def close(self) -> None:
         self.stopping.set()
@@ -546,11 +493,8 @@ class NetSuiteSink:
                 except FatalSinkError:
                     continue
             self.in_flight.clear()
-            self._commit()
         finally:
-            self.consumer.close()
             self.index.close()
-            self.producer.flush(10)
             log.info(
                 "netsuite sink stopped: %d written, %d dead-lettered, %d requests, "
                 "limiter max %d in use, %d throttled answers",

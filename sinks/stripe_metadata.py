@@ -7,23 +7,22 @@ key the batch has for that object); calls are spread to at most
 exponential) and retry. Stripe refusing an update for good (e.g. the object does not exist)
 sends the object's back-references to ``netsuite.backrefs.dlq`` with the reason; wrong API keys
 stop the writer. The offset is committed after every update of the batch was accepted or
-dead-lettered.
+dead-lettered (``ledgerstream.stage``); an unreadable record goes to the dead-letter topic too.
 """
 
 from __future__ import annotations
 
 import logging
 import signal
-import time
 from typing import Any
 
 import stripe
-from confluent_kafka import Consumer, Message, Producer
+from confluent_kafka import Message
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from ledgerstream import settings, topics
 from ledgerstream.avro import Serde
-from ledgerstream.kafka_util import dead_letter_headers, is_real_error, where
+from ledgerstream.stage import ProduceFailed, Runner, Stage
 from producers.stripe_api import Throttle
 
 log = logging.getLogger(__name__)
@@ -45,7 +44,13 @@ def _retryable(exc: BaseException) -> bool:
     )
 
 
-class MetadataWriter:
+class MetadataWriter(Stage):
+    """A stage of ``ledgerstream.stage.Runner``: back-references in, Stripe metadata out."""
+
+    name = "stripe-metadata"
+    tombstones = True  # the back-reference topic is compacted
+    fatal = (SystemExit, ProduceFailed)
+
     def __init__(
         self,
         client: stripe.StripeClient | None = None,
@@ -55,20 +60,33 @@ class MetadataWriter:
         self.client = client or stripe_client()
         self.topic = topics.name(topics.NETSUITE_BACKREFS)
         self.serde = Serde(self.topic, topics.NETSUITE_BACKREFS.schema or "")
-        self.consumer = Consumer(
-            {
-                **settings.kafka().client_config(),
-                "group.id": self.cfg.metadata_group_id,
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-            }
-        )
-        self.producer = Producer({**settings.kafka().client_config(), "acks": "all"})
+        self.group_id = self.cfg.metadata_group_id
+        self.batch_size = self.cfg.metadata_batch_size
         self.throttle = Throttle(settings.stripe().stripe_max_requests_per_s)
-        self.running = True
         self.updated = 0
         self.calls = 0
-        self.dead_lettered = 0
+        # what the records read since the last flush ask for, coalesced per Stripe object
+        self.updates: dict[tuple[str, str], dict[str, str]] = {}
+        self.sources: dict[tuple[str, str], list[Message]] = {}
+        self.runner = Runner(self)
+
+    @property
+    def dead_lettered(self) -> int:
+        return self.runner.counts["dead_lettered"]
+
+    def add(self, record: Any, msg: Message) -> None:
+        if record is None or not record.get("metadata_key"):
+            return  # a tombstone, or a record with nothing to write back
+        key = (record["stripe_object"], record["stripe_id"])
+        self.updates.setdefault(key, {})[record["metadata_key"]] = record["internal_id"]
+        self.sources.setdefault(key, []).append(msg)
+
+    def flush(self) -> None:
+        if self.updates:
+            # cleared only once applied: if Stripe stays unreachable this raises, nothing is
+            # committed, and a retry (or the replacement process) applies them again
+            self.apply(self.updates, self.sources)
+            self.updates, self.sources = {}, {}
 
     def services(self) -> dict[str, Any]:
         v1 = self.client.v1
@@ -118,47 +136,13 @@ class MetadataWriter:
             log.info("stripe %s %s metadata %s", obj, stripe_id, metadata)
 
     def _dead_letter(self, msg: Message, exc: Exception) -> None:
-        topic, partition, offset = where(msg)
-        log.error("dead letter %s[%d]@%d: %s", topic, partition, offset, exc)
-        self.producer.produce(
-            topics.dlq_name(topics.NETSUITE_BACKREFS),
-            key=msg.key(),
-            value=msg.value(),
-            headers=[*dead_letter_headers(topic, partition, offset, exc)],
-        )
-        self.dead_lettered += 1
+        self.runner.dead_letter(msg, exc)
 
     def run(self, idle_exit_s: float | None = None) -> None:
-        self.consumer.subscribe([self.topic])
-        idle_since = time.monotonic()
-        while self.running:
-            msgs = self.consumer.consume(self.cfg.metadata_batch_size, timeout=0.5)
-            updates: dict[tuple[str, str], dict[str, str]] = {}
-            sources: dict[tuple[str, str], list[Message]] = {}
-            for msg in msgs:
-                value = msg.value()
-                if msg.error() or value is None:
-                    if is_real_error(msg):
-                        log.error("consumer error: %s", msg.error())
-                    continue
-                ref = self.serde.loads(value)
-                if ref.get("metadata_key"):
-                    key = (ref["stripe_object"], ref["stripe_id"])
-                    updates.setdefault(key, {})[ref["metadata_key"]] = ref["internal_id"]
-                    sources.setdefault(key, []).append(msg)
-            if updates:
-                self.apply(updates, sources)
-            if msgs:
-                if self.producer.flush(30) != 0:
-                    raise SystemExit("stripe metadata writer: dead letters not acknowledged")
-                self.consumer.commit(asynchronous=False)
-                idle_since = time.monotonic()
-            elif idle_exit_s is not None and time.monotonic() - idle_since > idle_exit_s:
-                break
-        self.consumer.close()
+        self.runner.run(idle_exit_s)
 
     def stop(self, *_: Any) -> None:
-        self.running = False
+        self.runner.stop()
 
 
 def run() -> None:
