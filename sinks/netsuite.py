@@ -268,6 +268,8 @@ class NetSuiteSink(Stage):
 
     def add(self, record: Any, msg: Message) -> None:
         cmd = Command.from_avro(record)  # a record that is not a command raises: dead letter
+        if not isinstance(cmd.body, dict) or not cmd.record_type or not cmd.external_id:
+            raise ValueError("not a NetSuite record: the body must be a JSON object, with a type")
         self.pending += 1
         line = self.queues.setdefault(cmd.key, deque())
         line.append(Pending(msg, cmd))

@@ -463,6 +463,7 @@ class Ledger:
         }.get(topic)
         if handler is None:
             return Outcome()
+        readable(topic, rec)  # before anything is stored: a bad record fails alone
         self._forget_reads()
         try:
             return handler(rec)
@@ -478,3 +479,43 @@ class Ledger:
         cfg = self.cfg.model_copy(update={"deposit_variance_policy": "post"})
         ledger = Ledger(cfg, lambda name: self._reads[name].table)
         return ledger._book_deposit(payout_id, post_incomplete=True)
+
+
+_READERS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "stripe.customer": Customer.from_record,
+    "stripe.invoice": Invoice.from_record,
+    "stripe.charge": Charge.from_record,
+    "stripe.refund": lambda r: Refund.from_record(r, kind="refund"),
+    "stripe.dispute": lambda r: Refund.from_record(r, kind="dispute"),
+    "stripe.credit_note": CreditNote.from_record,
+    "stripe.payout": Payout.from_record,
+    "stripe.payout_transactions": BalanceTransaction.from_record,
+}
+
+
+def readable(topic: str, rec: dict[str, Any]) -> None:
+    """Raise ``ValueError`` unless the record reads as its model (ids, amounts, rates…).
+
+    Checked before the record is stored: a record the model cannot read would otherwise sit in
+    the tables and fail every later record that joins with it (a charge with an exchange rate of
+    'abc' would stop its invoice from ever being booked); this way it is dead-lettered alone.
+    """
+    oid = rec.get("id")
+    if not isinstance(oid, str) or not oid:
+        raise ValueError(f"{topic} record has no id ({oid!r})")
+    if topic == "stripe.payout_transactions":
+        payout, count, index = rec.get("payout"), rec.get("count"), rec.get("index")
+        if not isinstance(payout, str) or not payout:
+            raise ValueError(f"balance transaction {oid} names no payout")
+        if not isinstance(count, int) or not isinstance(index, int) or not 0 <= index < count:
+            raise ValueError(f"balance transaction {oid}: index {index!r} of {count!r}")
+    if topic in ("stripe.refund", "stripe.dispute", "stripe.credit_note"):
+        parent = rec.get("charge" if topic != "stripe.credit_note" else "invoice")
+        if not isinstance(parent, str) or not parent:
+            raise ValueError(f"{topic} record {oid} names no parent ({parent!r})")
+    try:
+        _READERS[topic](rec)
+    except (KeyError, TypeError, ValueError, ArithmeticError, AssertionError) as exc:
+        raise ValueError(
+            f"{topic} record {oid} cannot be read: {type(exc).__name__}: {exc}"
+        ) from exc

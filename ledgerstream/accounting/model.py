@@ -22,6 +22,17 @@ def _flag(metadata: Mapping[str, str], key: str) -> bool:
     return str(metadata.get(key, "")).strip().lower() in ("true", "1", "yes")
 
 
+def exchange_rate(value: Any) -> Decimal:
+    """A Stripe exchange rate: a positive, finite decimal (anything else is not a rate)."""
+    try:
+        rate = Decimal(str(value))
+    except ArithmeticError as exc:
+        raise ValueError(f"exchange rate {value!r} is not a number") from exc
+    if not rate.is_finite() or rate <= 0:
+        raise ValueError(f"exchange rate {value!r} is not a positive finite number")
+    return rate
+
+
 @dataclass(frozen=True)
 class Controls:
     """The control metadata keys of a Stripe object."""
@@ -220,7 +231,7 @@ class Charge:
             balance_transaction=rec.get("balance_transaction"),
             settlement_amount=rec.get("settlement_amount"),
             settlement_currency=rec.get("settlement_currency"),
-            exchange_rate=None if rate is None else Decimal(rate),
+            exchange_rate=None if rate is None else exchange_rate(rate),
             fee=rec.get("fee"),
             metadata=dict(rec.get("metadata") or {}),
             event_id=rec.get("event_id"),
@@ -351,7 +362,7 @@ class BalanceTransaction:
             type=rec["type"],
             source=rec.get("source"),
             created=rec["created"],
-            exchange_rate=None if rate is None else Decimal(rate),
+            exchange_rate=None if rate is None else exchange_rate(rate),
             source_amount=rec.get("source_amount"),
             source_currency=rec.get("source_currency"),
         )

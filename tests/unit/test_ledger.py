@@ -257,3 +257,44 @@ def test_payout_lists_spread_over_many_id_rows_book_the_same_deposits(
             k: c.command_id for k, c in expected.items()
         }
         assert waiting == {}
+
+
+def impossible_records(h: History) -> list[tuple[str, dict[str, Any]]]:
+    """Decodable records whose content no model can read, each naming real partners."""
+    feed = records(h)
+    charge = next(r for t, r in feed if t == "stripe.charge" and r.get("exchange_rate"))
+    customer = next(r for t, r in feed if t == "stripe.customer")
+    refund = next((r for t, r in feed if t == "stripe.refund"), None)
+    bad = [
+        ("stripe.charge", {**charge, "id": "ch_rate_abc", "exchange_rate": "abc"}),
+        ("stripe.charge", {**charge, "id": "ch_rate_inf", "exchange_rate": "Infinity"}),
+        ("stripe.charge", {**charge, "id": "ch_rate_zero", "exchange_rate": "0"}),
+        ("stripe.customer", {**customer, "id": ""}),
+    ]
+    if refund is not None:
+        bad.append(("stripe.refund", {**refund, "id": "re_no_charge", "charge": ""}))
+    return bad
+
+
+def test_a_record_the_model_cannot_read_fails_alone_before_anything_is_stored() -> None:
+    h = history(SCENARIOS[0])
+    feed = records(h)
+    reference, _ = run(feed)
+    tables: dict[str, dict[str, Any]] = defaultdict(dict)
+    ledger = Ledger(CFG, lambda name: tables[name])
+    refused = []
+    last: dict[str, Command] = {}
+    for topic, rec in impossible_records(h) + feed:
+        try:
+            outcome = ledger.apply(topic, rec)
+        except ValueError as exc:
+            refused.append((rec["id"], str(exc)))
+            continue
+        for cmd in outcome.commands:
+            last[cmd.key] = cmd
+    assert [oid for oid, _ in refused] == [r["id"] for _, r in impossible_records(h)]
+    assert "exchange rate 'abc' is not a number" in refused[0][1]
+    # the charges name a real invoice: had they been stored, that invoice could not be booked
+    assert {k: c.command_id for k, c in last.items()} == {
+        k: c.command_id for k, c in reference.items()
+    }
