@@ -14,11 +14,15 @@ from ledgerstream import settings
 
 
 def _logging(level: str) -> None:
+    from ledgerstream import redact
+
     logging.basicConfig(
         level=level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # secrets never reach a log line, whatever the level (see ledgerstream.redact)
+    redact.install(redact.configured_secrets())
 
 
 @click.group(
@@ -253,7 +257,9 @@ def processor_worker(web_port: int) -> None:
     """Run one faust worker; start several with the same LEDGER_APP_ID to scale out."""
     from processors.app import run_worker
 
-    run_worker(web_port=web_port)
+    # the level given to ``ledgerstream --log-level`` (faust sets up its own handlers)
+    level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
+    run_worker(web_port=web_port, loglevel=level)
 
 
 # --------------------------------------------------------------------------- sinks
