@@ -97,6 +97,9 @@ def object_event(obj: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+LATEST_TIMESTAMP = 253402300799  # 9999-12-31T23:59:59Z: the last second a datetime can hold
+
+
 def validate_event(event: Any) -> dict[str, Any]:
     if not isinstance(event, dict) or event.get("object") != "event":
         raise BadEvent("payload is not a Stripe Event object (object != 'event')")
@@ -108,6 +111,10 @@ def validate_event(event: Any) -> dict[str, Any]:
         raise BadEvent("event.data.object is missing or has no id")
     if not isinstance(event["type"], str) or not isinstance(event["created"], int):
         raise BadEvent("event.type must be a string and event.created an integer")
+    if isinstance(event["created"], bool) or not 0 <= event["created"] <= LATEST_TIMESTAMP:
+        raise BadEvent(f"event.created {event['created']!r} is not a time Stripe could send")
+    if event["id"] is not None and not isinstance(event["id"], str):
+        raise BadEvent("event.id must be a string")
     return event
 
 

@@ -77,11 +77,20 @@ class EventPublisher:
             self._producer.poll(0.1)
 
     def encode_event(self, event: dict[str, Any], source: str = "webhook") -> Outgoing | None:
-        """Validate a Stripe Event for the raw topic; None for a type the pipeline ignores."""
+        """Validate a Stripe Event for the raw topic; None for a type the pipeline ignores.
+
+        Anything that makes the event unencodable (a field of the wrong type or out of range)
+        raises ``BadEvent``: a client error, never a server one.
+        """
         records.validate_event(event)
         if records.route(event["type"]) is None:
             return None
-        return self._raw(event, source)
+        try:
+            return self._raw(event, source)
+        except records.BadEvent:
+            raise
+        except (ValueError, TypeError, KeyError, OverflowError, OSError) as exc:
+            raise records.BadEvent(f"event cannot be stored: {type(exc).__name__}: {exc}") from exc
 
     def encode_object(self, obj: dict[str, Any]) -> Outgoing | None:
         """An object read from a list endpoint (backfill), in an Event envelope."""
