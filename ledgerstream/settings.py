@@ -289,6 +289,11 @@ class SinkSettings(_Base):
         2000, description="commands held in memory (in flight or waiting) before reading pauses"
     )
     sink_report_interval_s: float = Field(30.0, description="how often the sink logs progress")
+    sink_auth_verify_s: float = Field(
+        15.0,
+        description="after a run of 401s, how long the sink keeps asking NetSuite with a cheap "
+        "authenticated read before it takes the credentials as wrong (a burst under load ends)",
+    )
     sink_auth_failures: int = Field(
         30,
         description="consecutive 401s (no success between) taken as wrong credentials and not as "

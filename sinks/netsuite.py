@@ -40,7 +40,14 @@ from typing import Any
 
 import requests
 from confluent_kafka import Consumer, Message, TopicPartition
-from tenacity import Retrying, retry_if_exception, stop_never, wait_random_exponential
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    retry_if_result,
+    stop_after_delay,
+    stop_never,
+    wait_random_exponential,
+)
 
 from ledgerstream import settings, topics
 from ledgerstream.avro import Serde
@@ -208,6 +215,8 @@ class NetSuiteSink(Stage):
         self.written = 0
         self.requests = 0  # NetSuite requests sent (retries included)
         self._requests_lock = threading.Lock()
+        self._verify_lock = threading.Lock()
+        self._verified, self._verified_at = False, -1e9
         self.last_sweep = self.last_follow = self.last_report = time.monotonic()
         self.runner = Runner(self, commit_interval_s=0.5)
 
@@ -380,11 +389,49 @@ class NetSuiteSink(Stage):
                 if exc.status == 429:
                     self.limiter.throttle()
                 elif exc.status == 401 and self.limiter.unauthorized():
-                    raise CredentialsRefused(BAD_CREDENTIALS) from exc
+                    if not self._credentials_work():
+                        raise CredentialsRefused(BAD_CREDENTIALS) from exc
                 raise
             # still holding the slot: it counts as open
             self.limiter.succeeded(time.monotonic() - started)
         return result
+
+    def _credentials_work(self) -> bool:
+        """After a run of 401s: a burst (NetSuite under load), or credentials that do not work?
+
+        Asks NetSuite with a cheap authenticated read, again with backoff for up to
+        ``LEDGER_SINK_AUTH_VERIFY_S``: one success means the credentials work (the run was a
+        burst; writes go on); 401 throughout means they do not. One writer thread asks, the
+        others wait for its verdict.
+        """
+        with self._verify_lock:
+            if time.monotonic() - self._verified_at < 1.0:
+                return self._verified  # another thread just asked
+            verdict = bool(
+                Retrying(
+                    stop=stop_after_delay(self.cfg.sink_auth_verify_s),
+                    wait=wait_random_exponential(multiplier=0.5, max=4),
+                    retry=retry_if_result(lambda ok: not ok),
+                    retry_error_callback=lambda state: False,
+                )(self._check_credentials)
+            )
+            if verdict:
+                self.limiter.succeeded()
+                log.warning("a run of 401s from NetSuite, but the credentials work: a burst")
+            self._verified, self._verified_at = verdict, time.monotonic()
+            return verdict
+
+    def _check_credentials(self) -> bool:
+        try:
+            self.client.verify()
+            return True
+        except NetSuiteResponseError as exc:
+            if exc.status != 401:  # throttled or failing: no verdict from this answer
+                log.info("credentials check answered %s; asking again", exc.status)
+            return False
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            log.info("credentials check failed (%s); asking again", exc)
+            return False
 
     def _log_retry(self, cmd: Command) -> Any:
         max_attempts = self.cfg.sink_max_attempts

@@ -218,6 +218,11 @@ class NetSuiteClient:
         items = resp.json().get("items", [])
         return str(items[0]["id"]) if items else None
 
+    def verify(self) -> None:
+        """A cheap authenticated read (a SuiteQL lookup that matches nothing); raises
+        ``NetSuiteResponseError`` with NetSuite's status if it is refused."""
+        self.find_id("customer", "externalid", "ledgerstream-credentials-check")
+
     def get(self, record_type: str, ident: str) -> dict[str, Any]:
         resp = self.session.get(self.url(record_type, ident), timeout=self.timeout)
         self._check(resp)

@@ -39,7 +39,7 @@ import re
 import secrets
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -210,6 +210,9 @@ class Behaviour:
     drop_after_commit_rate: float = 0.0  # a write commits, then the connection is closed
     token_ttl_s: int = 3600
     seed: int | None = None
+    # every request answered 401 INVALID_LOGIN for this many seconds from when it is set (what
+    # an account under load sends in bursts, with valid credentials); 0 = no burst
+    spurious_401_burst_s: float = 0.0
 
     def latency_s(self, rng: random.Random) -> float:
         if self.latency_ms <= 0:
@@ -307,7 +310,9 @@ class Emulator:
         self._deposited: dict[int, str] | None = None  # payment internal id -> deposit eid
 
     def set_behaviour(self, behaviour: Behaviour) -> None:
-        self.behaviour = behaviour
+        # a burst is a one-shot action: armed now, not again by a later change
+        self.burst_until = time.monotonic() + behaviour.spurious_401_burst_s
+        self.behaviour = replace(behaviour, spurious_401_burst_s=0.0)
         self.rng = random.Random(behaviour.seed)
 
     # ----------------------------------------------------------------- validation
@@ -456,6 +461,9 @@ class Emulator:
             delay = behaviour.latency_s(self.rng)
             if delay:
                 await asyncio.sleep(delay)
+            if time.monotonic() < self.burst_until:
+                self.faults["401 burst"] += 1
+                raise NetSuiteError(401, "INVALID_LOGIN", INVALID_LOGIN)
             self.authenticate(request, body_bytes)
             fault = behaviour.draw(self.rng)
             if fault is not None:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import requests
 from confluent_kafka import Producer
 
 from ledgerstream import settings, topics
@@ -311,3 +312,26 @@ def test_the_sink_adapts_to_an_account_limit_below_its_configured_concurrency(
     print("adaptation:", requests)
     assert requests["PUT 204"] == 300
     assert requests.get("PUT 429", 0) < 0.5 * 300, requests
+
+
+def test_a_burst_of_401s_after_successes_does_not_stop_the_sink(pipe: Pipeline) -> None:
+    """NetSuite under load answers valid credentials with 401 INVALID_LOGIN for a while: the
+    sink asks again with a cheap authenticated read before it gives up, and goes on."""
+    commands = [_customer(f"cus_b{i}") for i in range(80)]
+    publish(commands)
+    start_emulator(pipe, LEDGER_EMULATOR_LATENCY_MS="50")
+    # a short run of 401s is enough to make the sink doubt the credentials
+    sink = pipe.start("sink", "sink", "netsuite", env={"LEDGER_SINK_AUTH_FAILURES": "5"})
+    deadline = time.monotonic() + 60
+    while len(pipe.records("customer")) < 10 and time.monotonic() < deadline:
+        pipe.check_alive()
+        time.sleep(0.1)
+    requests.post(
+        f"{pipe.emulator_url}/_emulator/behaviour", json={"spurious_401_burst_s": 2}, timeout=10
+    ).raise_for_status()
+    wait_sink_done(pipe, timeout=120)
+    assert sink.poll() is None, pipe.log("sink")[-2000:]
+    assert {r["externalId"] for r in pipe.records("customer")} == {c.external_id for c in commands}
+    stats = pipe.emulator_stats()
+    assert stats["faults"]["401 burst"] >= 5, stats
+    assert "the credentials work: a burst" in pipe.log("sink")
