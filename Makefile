@@ -32,6 +32,9 @@ bench: install ## print benchmark figures (webhook latency, backfill rate, gener
 	$(BIN)/python -m benchmarks.processor_bench --memory 1000,4000
 	$(BIN)/python scripts/generator_bench.py
 
+chaos: install ## the chaos suite, full size: 20 rounds of kills and NetSuite faults vs an undisturbed run
+	$(BIN)/python -m ledgerstream.testing.chaos --rounds 20
+
 stack-up: install ## start Kafka, Apicurio Registry and stripe-mock (fetched and cached on first use)
 	$(BIN)/ledgerstream stack up
 
@@ -51,4 +54,4 @@ clean: ## remove the virtualenv and the stack's state (not the download cache)
 	-$(BIN)/ledgerstream stack down
 	rm -rf $(VENV) .stack .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
-.PHONY: help install demo test test-unit lint bench stack-up stack-down stack-status docker-up docker-down clean
+.PHONY: help install demo test test-unit lint bench chaos stack-up stack-down stack-status docker-up docker-down clean

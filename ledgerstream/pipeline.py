@@ -125,9 +125,11 @@ class Pipeline:
     ) -> subprocess.Popen[bytes]:
         """Start ``ledgerstream <args>`` as ``name``; ``env`` overrides settings for it alone."""
         log = open(self.run_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the process
+        # one stable identity per component: restarted, it takes its partitions back at once
+        identity = {"LEDGER_KAFKA_GROUP_INSTANCE_ID": f"{self.name}-{name}"}
         proc = subprocess.Popen(
             [sys.executable, "-m", "ledgerstream.cli", *args],
-            env={**self.env(), **(env or {})},
+            env={**self.env(), **identity, **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -73,6 +73,18 @@ class KafkaSettings(_Base):
     )
     topic_partitions: int = 3
     topic_replication_factor: int = 1
+    kafka_session_timeout_ms: int = Field(
+        10000,
+        description="how long a silent group member keeps its partitions: a killed worker's are "
+        "handed on after this; too short and a paused worker (GC, a stalled host) is taken for "
+        "dead and its partitions move (Kafka's default is 45000)",
+    )
+    kafka_group_instance_id: str | None = Field(
+        None,
+        description="static group membership: a stable id per process (e.g. the pod name); a "
+        "restarted process with the same id takes its partitions back at once, without a "
+        "rebalance, if it returns within the session timeout",
+    )
 
     def client_config(self) -> dict[str, Any]:
         """librdkafka (confluent-kafka) configuration shared by producers, consumers, admin."""

@@ -127,14 +127,8 @@ class Runner:
         self.stage = stage
         stage.runner = self
         self.commit_interval_s = commit_interval_s
-        self.consumer = Consumer(
-            {
-                **kafka.client_config(),
-                "group.id": stage.group_id,
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-            }
-        )
+        self.consumer = self._new_consumer()
+        self._failed_consumer: KafkaException | None = None
         self.producer = Producer(
             {
                 **kafka.client_config(),
@@ -155,6 +149,50 @@ class Runner:
         self.last_progress = time.monotonic()
         self.on_commit: list[Callable[[dict[TP, int]], None]] = []
         self._last_log: dict[str, float] = {}
+
+    def _new_consumer(self) -> Consumer:
+        kafka = settings.kafka()
+        group: dict[str, Any] = {
+            "group.id": self.stage.group_id,
+            "session.timeout.ms": kafka.kafka_session_timeout_ms,
+            "heartbeat.interval.ms": max(500, kafka.kafka_session_timeout_ms // 4),
+        }
+        if kafka.kafka_group_instance_id:  # static membership (see KafkaSettings)
+            group["group.instance.id"] = f"{kafka.kafka_group_instance_id}-{self.stage.name}"
+        return Consumer(
+            {
+                **kafka.client_config(),
+                **group,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+            }
+        )
+
+    def _subscribe(self) -> None:
+        self.consumer.subscribe(
+            [self.stage.topic], on_assign=self._on_assign, on_revoke=self._on_revoke
+        )
+
+    def _replace_consumer(self, exc: BaseException) -> None:
+        """The consumer hit a fatal error (e.g. fenced: after a broker outage outlasted its
+        session, the group gave its static identity a new member): give the stage's work up as
+        if every partition were revoked, and join again with a new consumer. Nothing committed
+        is lost; what was not committed is read again."""
+        log.warning("%s: consumer failed for good (%s); joining again", self.stage.name, exc)
+        try:
+            self.stage.revoke(set(self.next_offset))
+        finally:
+            self.outstanding.clear()
+            self.next_offset.clear()
+            self.committed.clear()
+            self.paused = False
+            try:
+                self.consumer.close()
+            except Exception as close_exc:  # noqa: BLE001 - a fatal consumer may refuse
+                log.info("closing the failed consumer: %s", close_exc)
+            self.consumer = self._new_consumer()
+            self._subscribe()
+            self.counts["consumer_replaced"] += 1
 
     # ------------------------------------------------------------------ outputs
     def produce(
@@ -210,11 +248,23 @@ class Runner:
     # ------------------------------------------------------------------ the loop
     def run(self, idle_exit_s: float | None = None) -> None:
         stage = self.stage
-        self.consumer.subscribe([stage.topic], on_revoke=self._on_revoke)
+        self._subscribe()
         idle_since = last_commit = time.monotonic()
         try:
             while self.running:
-                msgs = self.consumer.consume(stage.batch_size, timeout=0 if stage.busy() else 0.2)
+                try:
+                    msgs = self.consumer.consume(
+                        stage.batch_size, timeout=0 if stage.busy() else 0.2
+                    )
+                except KafkaException as exc:
+                    if not _fatal(exc):
+                        raise
+                    self._failed_consumer = exc
+                    msgs = []
+                if self._failed_consumer is not None:
+                    failed, self._failed_consumer = self._failed_consumer, None
+                    self._replace_consumer(failed)
+                    continue
                 read = 0
                 for msg in msgs:
                     err = msg.error()
@@ -301,6 +351,9 @@ class Runner:
             )
         except KafkaException as exc:
             err = exc.args[0]
+            if _fatal(exc):  # replaced by the loop (this may run inside a rebalance callback)
+                self._failed_consumer = exc
+                return
             if err.code() in _COMMIT_LATER:
                 self.log_limited("commit", "commit postponed: %s", err)
                 return
@@ -313,8 +366,11 @@ class Runner:
         for hook in self.on_commit:
             hook(offsets)
 
-    def wait_acknowledged(self, timeout: float = 60.0) -> None:
-        """Return once the broker acknowledged everything produced so far; raise if it did not."""
+    def wait_acknowledged(self, timeout: float = 330.0) -> None:
+        """Return once the broker acknowledged everything produced so far; raise if it did not.
+
+        A broker outage is waited out up to the producer's delivery timeout (librdkafka's
+        default, 5 minutes): the records are delivered when it is back."""
         remaining = self.producer.flush(timeout)
         with self._lock:
             failures = list(self._failures)
@@ -323,6 +379,13 @@ class Runner:
                 f"{remaining} record(s) unacknowledged after {timeout:.0f}s, "
                 f"{len(failures)} refused ({failures[:3]}): not committing"
             )
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info(
+            "%s: partitions assigned: %s",
+            self.stage.name,
+            sorted(p.partition for p in partitions) or "none",
+        )
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         revoked = {(p.topic, p.partition) for p in partitions}
@@ -340,7 +403,8 @@ class Runner:
         if err.code() == KafkaError._PARTITION_EOF:
             return
         if err.fatal():
-            raise KafkaException(err)
+            self._failed_consumer = KafkaException(err)
+            return
         self.log_limited("consumer", "consumer error: %s", err)
 
     def log_limited(self, what: str, fmt: str, *args: Any, every_s: float = 10.0) -> None:
@@ -368,6 +432,11 @@ class Runner:
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
+
+
+def _fatal(exc: KafkaException) -> bool:
+    err = exc.args[0] if exc.args else None
+    return isinstance(err, KafkaError) and (err.fatal() or err.code() == KafkaError._FATAL)
 
 
 def _cls(exc: BaseException) -> str:

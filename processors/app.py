@@ -4,10 +4,14 @@ Every record goes through ``Ledger`` (``ledgerstream.accounting.ledger``): its l
 kept in a RocksDB table with a changelog topic, and the commands of the object and of what
 depends on it are recomputed and sent to ``netsuite.commands`` when they changed.
 
-Guarantee: at-least-once. faust commits a record's offset after the agent processed it; a
-crash replays the uncommitted records, tables are rebuilt from their changelogs, and since
-every command is a pure function of the latest states (keyed by its NetSuite record), the
-replay sends nothing new or the same commands again (the ``emitted`` table drops exact repeats).
+Guarantee: for every committed input offset, every command, dead letter and table change
+derived from it was acknowledged by the broker (acks=all) before the commit was sent
+(``processors.delivery``: faust's own flush gave up after 0.1 s without progress and ignored
+failed deliveries, so a kill -9 could lose table changes for good). A write that fails forbids
+every later commit and stops the worker. At-least-once: a crash replays the uncommitted
+records, tables are rebuilt from their changelogs, and since every command is a pure function of
+the latest states (keyed by its NetSuite record), the replay sends nothing new or the same
+commands again (the ``emitted`` table drops exact repeats).
 
 Partitioning: the receivables topics (customer, invoice, charge, refund, dispute, credit note)
 are keyed by Stripe customer id and have the same partition count, so one worker holds every
@@ -24,8 +28,10 @@ partner arrives. After ``LEDGER_PROCESSOR_WAIT_S`` a waiting record is reported 
 dead-letter topic (reason: what it waits for) — it stays booked-on-arrival — and an incomplete
 deposit is posted with a labelled variance line when ``deposit_variance_policy=post``.
 
-Poison: a record that cannot be decoded or mapped goes to ``<topic>.dlq`` with
-topic/partition/offset and the reason; the worker carries on.
+Poison: a record that cannot be decoded, or that the ledger cannot read or book (any
+exception, checked before anything is stored), goes to ``<topic>.dlq`` with
+topic/partition/offset and the reason; the worker carries on. (faust acks and commits a record
+whose agent raised, so nothing may escape the agent: it would be dropped silently.)
 
 Memory: the tables live in RocksDB within one budget per worker (``processors.store``,
 ``LEDGER_PROCESSOR_ROCKSDB_*``); nothing in the Python heap grows with the number of keys.
@@ -120,6 +126,9 @@ class Processor:
             broker_credentials=_credentials(kafka),
             # the app id names this worker's connections in the broker's metrics, logs and quotas
             broker_client_id=proc.app_id,
+            # a killed worker's partitions move after this (see KafkaSettings)
+            broker_session_timeout=kafka.kafka_session_timeout_ms / 1000,
+            broker_heartbeat_interval=max(0.5, kafka.kafka_session_timeout_ms / 4000),
             store=proc.processor_store,
             # one RocksDB directory per worker: workers on one host differ by their web port
             datadir=datadir,

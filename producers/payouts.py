@@ -25,7 +25,7 @@ from ledgerstream import settings, topics
 from ledgerstream.avro import Serde
 from ledgerstream.stage import ProduceFailed, Runner, Stage
 from ledgerstream.stripe_records import BadEvent
-from producers.publisher import EventPublisher, PublishError
+from producers.publisher import STAGE_DELIVERY_TIMEOUT_MS, EventPublisher, PublishError
 from producers.stripe_api import StripeAPI
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,8 @@ class PayoutContents(Stage):
 
     def __init__(self, api: StripeAPI | None = None, publisher: EventPublisher | None = None):
         self.api = api or StripeAPI()
-        self.publisher = publisher or EventPublisher()
+        # a broker outage shorter than this is waited out, not a reason to stop
+        self.publisher = publisher or EventPublisher(delivery_timeout_ms=STAGE_DELIVERY_TIMEOUT_MS)
         self.topic = topics.name(topics.STRIPE_PAYOUT)
         self.serde = Serde(self.topic, topics.STRIPE_PAYOUT.schema or "")
         self.group_id = settings.kafka().topic("ledgerstream-payout-contents")

@@ -27,6 +27,11 @@ from ledgerstream.avro import Serde
 log = logging.getLogger(__name__)
 
 
+# the router and payout contents wait this long for the broker (librdkafka's default): a broker
+# restart is waited out; the webhook waits only LEDGER_PUBLISH_TIMEOUT_MS (Stripe retries)
+STAGE_DELIVERY_TIMEOUT_MS = 300_000
+
+
 class PublishError(RuntimeError):
     pass
 
@@ -173,7 +178,7 @@ class EventPublisher:
         except BufferError as exc:
             raise PublishError("producer queue is full") from exc
 
-    def send_all(self, outgoing: list[Outgoing], timeout: float = 60.0) -> None:
+    def send_all(self, outgoing: list[Outgoing], timeout: float = 330.0) -> None:
         """Produce a batch and return once the broker acknowledged every record (or raise)."""
         for out in outgoing:
             self.enqueue(out)
@@ -194,7 +199,7 @@ class EventPublisher:
             with self._lock:
                 self._errors.append(str(err))
 
-    def acknowledge(self, timeout: float = 60.0) -> None:
+    def acknowledge(self, timeout: float = 330.0) -> None:
         """Return once every enqueued record was acknowledged; raise if one was not."""
         remaining = self._producer.flush(timeout)
         with self._lock:

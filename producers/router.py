@@ -34,7 +34,7 @@ from ledgerstream import settings, topics
 from ledgerstream.avro import Serde
 from ledgerstream.stage import ProduceFailed, Runner, Stage
 from ledgerstream.stripe_records import BadEvent
-from producers.publisher import EventPublisher, PublishError
+from producers.publisher import STAGE_DELIVERY_TIMEOUT_MS, EventPublisher, PublishError
 from producers.stripe_api import StripeAPI
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,8 @@ class Router(Stage):
         publisher: EventPublisher | None = None,
         batch: int = 200,
     ):
-        self.publisher = publisher or EventPublisher()
+        # a broker outage shorter than this is waited out, not a reason to stop
+        self.publisher = publisher or EventPublisher(delivery_timeout_ms=STAGE_DELIVERY_TIMEOUT_MS)
         self.enricher = Enricher(api or StripeAPI())
         self.topic = topics.name(topics.STRIPE_EVENTS)
         self.serde = Serde(self.topic, topics.STRIPE_EVENTS.schema or "")

@@ -16,6 +16,7 @@ from ledgerstream.commands import Command
 from ledgerstream.generator import History, Scenario, generate
 from ledgerstream.settings import AccountingSettings
 from ledgerstream.stripe_records import payout_transaction, route, to_record
+from ledgerstream.testing.reference import expanded_payout_txns, routed
 
 CFG = AccountingSettings(netsuite_bank_account_ids={"USD": "102", "JPY": "107"})
 SCENARIOS = [
@@ -48,32 +49,6 @@ def history(s: Scenario) -> History:
     if s not in _HISTORIES:
         _HISTORIES[s] = generate(s)
     return _HISTORIES[s]
-
-
-def expanded_payout_txns(h: History) -> dict[str, list[dict[str, Any]]]:
-    return {
-        po: [
-            dict(
-                h.balance_transactions[t],
-                source=h.objects.get(
-                    h.balance_transactions[t]["source"], h.balance_transactions[t]["source"]
-                ),
-            )
-            for t in ids
-        ]
-        for po, ids in h.payout_transactions.items()
-    }
-
-
-def routed(h: History, event: dict[str, Any]) -> dict[str, Any]:
-    """The event as the router completes it: a succeeded charge with its balance transaction,
-    a refund or dispute with its charge."""
-    obj = dict(event["data"]["object"])
-    if obj.get("object") == "charge" and isinstance(obj.get("balance_transaction"), str):
-        obj["balance_transaction"] = h.balance_transactions[obj["balance_transaction"]]
-    if obj.get("object") in ("refund", "dispute") and isinstance(obj.get("charge"), str):
-        obj["charge"] = h.objects[obj["charge"]]
-    return {**event, "data": {**event["data"], "object": obj}}
 
 
 def records(h: History) -> list[tuple[str, dict[str, Any]]]:

@@ -1,0 +1,1 @@
+"""Test tooling (chaos suite, reference booking); product code never imports it."""
