@@ -41,10 +41,23 @@ def stack() -> None:
 
 
 @stack.command("up")
-def stack_up() -> None:
+@click.option(
+    "--brokers",
+    type=click.IntRange(1, 9),
+    default=None,
+    help="Kafka brokers (KRaft, each also a controller); 3 gives replication factor 3 and "
+    "min.insync.replicas=2 (LEDGER_KAFKA_BROKERS; export it for the components too)",
+)
+def stack_up(brokers: int | None) -> None:
     """Fetch (cached), start and wait until every server answers a real request."""
+    import os
+
     from ledgerstream import stack as local_stack
 
+    if brokers is not None:
+        os.environ["LEDGER_KAFKA_BROKERS"] = str(brokers)
+        for cached in (settings.stack, settings.kafka):
+            cached.cache_clear()
     try:
         started = local_stack.up(echo=click.echo)
     except local_stack.StackError as exc:

@@ -52,7 +52,7 @@ class KafkaSettings(_Base):
     """Kafka client settings; the security ones pass through to every client unchanged."""
 
     kafka_bootstrap_servers: str = Field(
-        default_factory=lambda: f"127.0.0.1:{StackSettings().kafka_port}",
+        default_factory=lambda: StackSettings().kafka_bootstrap(),
         validation_alias=AliasChoices("LEDGER_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"),
     )
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
@@ -72,7 +72,9 @@ class KafkaSettings(_Base):
         15000, description="how long a webhook waits for the broker's ack before answering 503"
     )
     topic_partitions: int = 3
-    topic_replication_factor: int = 1
+    topic_replication_factor: int = Field(
+        default_factory=lambda: 3 if StackSettings().kafka_brokers >= 3 else 1
+    )
     kafka_session_timeout_ms: int = Field(
         10000,
         description="how long a silent group member keeps its partitions: a killed worker's are "
@@ -223,6 +225,21 @@ class StackSettings(_Base):
     stripe_mock_version: str = "v0.197.0"
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
+    kafka_brokers: int = Field(
+        1,
+        description="brokers of the local KRaft cluster (each broker and controller too); node n "
+        "listens on kafka_port + 10 (n - 1) and kafka_controller_port + 10 (n - 1); with 3 or "
+        "more, topics get replication factor 3 and min.insync.replicas=2",
+    )
+
+    def kafka_node_ports(self, node: int) -> tuple[int, int]:
+        return self.kafka_port + 10 * (node - 1), self.kafka_controller_port + 10 * (node - 1)
+
+    def kafka_bootstrap(self) -> str:
+        return ",".join(
+            f"127.0.0.1:{self.kafka_node_ports(n)[0]}" for n in range(1, self.kafka_brokers + 1)
+        )
+
     registry_port: int = 8081
     registry_management_port: int = 8082
     stripe_mock_port: int = 12111

@@ -253,9 +253,12 @@ def _maven(args: list[str], cwd: Path) -> None:
 class Kafka(Server):
     external_env = ("KAFKA_BOOTSTRAP_SERVERS", "LEDGER_KAFKA_BOOTSTRAP_SERVERS")
 
-    def __init__(self, cfg: settings.StackSettings):
-        super().__init__("kafka", cfg)
-        self.ports = (cfg.kafka_port, cfg.kafka_controller_port)
+    def __init__(self, cfg: settings.StackSettings, node: int = 1):
+        super().__init__("kafka" if node == 1 else f"kafka-{node}", cfg)
+        self.node = node
+        self.count = max(cfg.kafka_brokers, node)  # nodes of the cluster
+        self.port, self.controller_port = cfg.kafka_node_ports(node)
+        self.ports = (self.port, self.controller_port)
         self.home = cfg.stack_cache_dir / f"kafka_2.13-{cfg.kafka_version}"
 
     def fetch(self) -> None:
@@ -310,30 +313,44 @@ class Kafka(Server):
         data = self.state / "data"
         props = self.state / "server.properties"
         cfg = self.cfg
+        voters = ",".join(
+            f"{n}@127.0.0.1:{cfg.kafka_node_ports(n)[1]}" for n in range(1, self.count + 1)
+        )
+        # one broker: every internal topic on it; three or more: each partition on three, and a
+        # write acknowledged by two (one broker may be lost without losing or refusing writes)
+        rf, isr = (3, 2) if self.count >= 3 else (1, 1)
+        cluster = (
+            "broker.session.timeout.ms=3000\nbroker.heartbeat.interval.ms=1000\n"
+            if self.count > 1
+            else ""
+        )
         props.write_text(
             textwrap.dedent(
                 f"""\
                 process.roles=broker,controller
-                node.id=1
-                controller.quorum.voters=1@127.0.0.1:{cfg.kafka_controller_port}
-                listeners=PLAINTEXT://127.0.0.1:{cfg.kafka_port},CONTROLLER://127.0.0.1:{cfg.kafka_controller_port}
-                advertised.listeners=PLAINTEXT://127.0.0.1:{cfg.kafka_port}
+                node.id={self.node}
+                controller.quorum.voters={voters}
+                listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}
+                advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}
                 controller.listener.names=CONTROLLER
                 inter.broker.listener.name=PLAINTEXT
                 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
                 log.dirs={data}
                 num.partitions=3
-                offsets.topic.replication.factor=1
+                default.replication.factor={rf}
+                min.insync.replicas={isr}
+                offsets.topic.replication.factor={rf}
                 offsets.topic.num.partitions=10
-                transaction.state.log.replication.factor=1
-                transaction.state.log.min.isr=1
-                share.coordinator.state.topic.replication.factor=1
-                share.coordinator.state.topic.min.isr=1
+                transaction.state.log.replication.factor={rf}
+                transaction.state.log.min.isr={isr}
+                share.coordinator.state.topic.replication.factor={rf}
+                share.coordinator.state.topic.min.isr={isr}
                 group.initial.rebalance.delay.ms=0
                 auto.create.topics.enable=true
                 log.retention.hours=-1
                 """
             )
+            + cluster
         )
         (self.state / "log4j2.properties").write_text(
             textwrap.dedent(
@@ -355,7 +372,7 @@ class Kafka(Server):
             )
         )
         if not (data / "meta.properties").exists():
-            cluster_id = new_cluster_id()
+            cluster_id = self.cluster_id()
             _run(
                 self._java(
                     "kafka.tools.StorageTool",
@@ -365,6 +382,14 @@ class Kafka(Server):
                 ),
                 cwd=self.state,
             )
+
+    def cluster_id(self) -> str:
+        """One id for every node of the cluster, kept beside the first node's state."""
+        path = self.cfg.stack_state_dir / "kafka" / "cluster-id"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(new_cluster_id())
+        return path.read_text().strip()
 
     def command(self) -> list[str]:
         return self._java("kafka.Kafka", str(self.state / "server.properties"))
@@ -379,11 +404,13 @@ class Kafka(Server):
 
         conf = settings.kafka().client_config()
         if not self.external():
-            conf["bootstrap.servers"] = f"127.0.0.1:{self.cfg.kafka_port}"
+            conf["bootstrap.servers"] = f"127.0.0.1:{self.port}"
         admin = AdminClient({**conf, "log_level": 0})  # "connection refused" is expected here
         md = admin.list_topics(timeout=5)
         if not md.brokers:
             raise StackError("no broker in metadata")
+        if not self.external() and len(md.brokers) < self.count:
+            raise StackError(f"{len(md.brokers)} of {self.count} brokers registered")
         return (
             f"{self.version()} at {conf['bootstrap.servers']}, cluster {md.cluster_id}, "
             f"{len(md.brokers)} broker(s), {len(md.topics)} topic(s)"
@@ -510,14 +537,24 @@ def url_of_stripe_mock() -> str:
     )
 
 
-def servers(cfg: settings.StackSettings | None = None) -> list[Server]:
+def servers(cfg: settings.StackSettings | None = None, earlier: bool = False) -> list[Server]:
+    """The stack's servers; ``earlier``: also cluster nodes a previous ``up`` started (so that
+    ``down`` and ``status`` see a cluster whatever LEDGER_KAFKA_BROKERS says now)."""
     cfg = cfg or settings.stack()
-    return [Kafka(cfg), Registry(cfg), StripeMock(cfg)]
+    found = [
+        int(p.name.split("-")[1])
+        for p in cfg.stack_state_dir.glob("kafka-*")
+        if earlier and p.name.split("-")[1].isdigit()
+    ]
+    nodes = max([cfg.kafka_brokers, *found])
+    brokers: list[Server] = [Kafka(cfg, n) for n in range(1, nodes + 1)]
+    return [*brokers, Registry(cfg), StripeMock(cfg)]
 
 
 def up(echo: Callable[[str], None] = print) -> list[str]:
     """Fetch (cached), start and wait for every server; return the names this call started."""
     started: list[str] = []
+    _reset_if_resized(settings.stack())
     stack = servers()
     try:
         for server in stack:
@@ -541,6 +578,24 @@ def up(echo: Callable[[str], None] = print) -> list[str]:
     return started
 
 
+def _reset_if_resized(cfg: settings.StackSettings) -> None:
+    """A cluster of another size cannot reuse the old one's KRaft metadata: start afresh (the
+    local stack's topics go; the stack must be down)."""
+    record = cfg.stack_state_dir / "kafka" / "cluster-nodes"
+    if record.exists() and record.read_text().strip() != str(cfg.kafka_brokers):
+        nodes = [s for s in servers(cfg, earlier=True) if isinstance(s, Kafka)]
+        if any(node.pid() is not None for node in nodes):
+            raise StackError(
+                f"the local Kafka runs {record.read_text().strip()} broker(s); "
+                f"`ledgerstream stack down` first to start {cfg.kafka_brokers}"
+            )
+        for node in nodes:
+            shutil.rmtree(node.state / "data", ignore_errors=True)
+        (cfg.stack_state_dir / "kafka" / "cluster-id").unlink(missing_ok=True)
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(str(cfg.kafka_brokers))
+
+
 def _write_started(started: list[str]) -> None:
     state = settings.stack().stack_state_dir
     state.mkdir(parents=True, exist_ok=True)
@@ -549,7 +604,7 @@ def _write_started(started: list[str]) -> None:
 
 def down(only: list[str] | None = None, echo: Callable[[str], None] = print) -> list[str]:
     """Stop our servers; return the command lines of any of our processes still running."""
-    for server in reversed(servers()):
+    for server in reversed(servers(earlier=True)):
         if only is not None and server.name not in only:
             continue
         if server.stop():
@@ -563,7 +618,7 @@ def down(only: list[str] | None = None, echo: Callable[[str], None] = print) -> 
 
 def leftovers() -> list[str]:
     """Processes whose command line names this stack's state directory or server binaries."""
-    markers = [server.marker() for server in servers()]
+    markers = [server.marker() for server in servers(earlier=True)]
     found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit() or int(proc.name) == os.getpid():
@@ -579,7 +634,7 @@ def leftovers() -> list[str]:
 
 def status() -> list[tuple[str, bool, str]]:
     rows = []
-    for server in servers():
+    for server in servers(earlier=True):
         pid = server.pid()
         where = "external" if server.external() else (f"pid {pid}" if pid else "not running")
         try:

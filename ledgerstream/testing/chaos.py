@@ -159,26 +159,31 @@ def backrefs(double: StripeDouble, records: list[dict[str, Any]]) -> dict[str, s
 class Run:
     """One pipeline with its own broker, fed one history by webhooks."""
 
-    def __init__(self, workdir: Path, history: History, *, chaos: bool, seed: int):
+    def __init__(
+        self, workdir: Path, history: History, *, chaos: bool, seed: int, brokers: int = 1
+    ):
         self.workdir = workdir
         self.history = history
         self.chaos = chaos
         self.rnd = random.Random(seed)
         self.double = StripeDouble(history)
         self.stripe = AppThread(self.double.app())
+        base = _free_block(brokers)
         cfg = settings.StackSettings(
             stack_state_dir=workdir / "stack",
-            kafka_port=free_port(),
-            kafka_controller_port=free_port(),
+            kafka_port=base,
+            kafka_controller_port=base + 1,
+            kafka_brokers=brokers,
         )
-        self.broker = Kafka(cfg)
-        self.bootstrap = f"127.0.0.1:{cfg.kafka_port}"
+        self.nodes = [Kafka(cfg, n) for n in range(1, brokers + 1)]
+        self.bootstrap = cfg.kafka_bootstrap()
         env = {
             **BANKS,
             "LEDGER_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
             "LEDGER_STRIPE_API_BASE": self.stripe.url,
             "LEDGER_STRIPE_MAX_REQUESTS_PER_S": "1000",
             "LEDGER_PUBLISH_TIMEOUT_MS": "5000",
+            "LEDGER_TOPIC_REPLICATION_FACTOR": "3" if brokers >= 3 else "1",
             **({**FAULTS, "LEDGER_EMULATOR_SEED": str(seed)} if chaos else {}),
         }
         self.pipe = Pipeline(workdir / "run", extra_env=env)
@@ -199,8 +204,10 @@ class Run:
     def up(self) -> None:
         if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
             raise SystemExit("the chaos suite runs its own broker; unset KAFKA_BOOTSTRAP_SERVERS")
-        assert self.broker.start()
-        self.broker.wait_ready()
+        for node in self.nodes:
+            assert node.start()
+        for node in self.nodes:
+            node.wait_ready()
         self.pipe.cli("topics")
         self.pipe.start("emulator", "emulator", "netsuite")
         names = ["webhook", "router", "payouts", "processor", "sink", "metadata"]
@@ -213,7 +220,8 @@ class Run:
 
     def down(self) -> None:
         self.pipe.stop()
-        self.broker.stop()
+        for node in self.nodes:
+            node.stop()
         self.stripe.close()
 
     # -------------------------------------------------------------- inputs
@@ -255,12 +263,13 @@ class Run:
     def kill(self, name: str, gap_s: float) -> None:
         """kill -9 one component (or the broker), wait ``gap_s``, restart it."""
         self.result.kills.append(name)
-        if name == "broker":
-            pid = self.broker.pid()
+        if name == "broker":  # one node of the cluster (the only one, or one of three)
+            node = self.rnd.choice(self.nodes)
+            pid = node.pid()
             if pid is not None:
                 os.killpg(pid, signal.SIGKILL)
             time.sleep(gap_s)
-            self.broker.start()
+            node.start()
             return
         if name in ("processor", "sink") and self.rnd.random() < 0.5:
             name += "-2"  # one of the two instances of the group
@@ -297,6 +306,17 @@ class Run:
             return
         self.result.recovery_s.setdefault(kind, []).append(time.monotonic() - since)
 
+    def wait_started(self, timeout: float = 180) -> None:
+        """Kills start once every processor worker is up: a faust worker that loses a broker
+        while it declares its topics at start-up exits (see docs/reliability.md)."""
+        deadline = time.monotonic() + timeout
+        names = [n for n in self.pipe.procs if n.startswith("processor")]
+        while time.monotonic() < deadline:
+            if all(READY_MARK[n] in self.pipe.log(n) for n in names):
+                return
+            time.sleep(0.5)
+        raise TimeoutError(f"processor workers not ready after {timeout:.0f}s")
+
     def bursts(self, stop: threading.Event) -> None:
         """2-second bursts of spurious 401s from the emulator, now and then."""
         while not stop.wait(self.rnd.uniform(3, 8)):
@@ -328,6 +348,7 @@ class Run:
         if self.chaos:
             threading.Thread(target=self.bursts, args=(stop,), daemon=True).start()
         try:
+            self.wait_started()
             for name in kills:
                 time.sleep(self.rnd.uniform(2, 8))
                 self.kill(name, gap_s=self.rnd.uniform(0.5, 3))
@@ -410,10 +431,34 @@ def explain(result: RoundResult, baseline: tuple[dict, dict], got: tuple[dict, d
 
 
 # ------------------------------------------------------------------ the suite
-def plan(rounds: int, kills_per_round: int, rnd: random.Random) -> list[list[str]]:
+def _free_block(brokers: int) -> int:
+    """A base port whose broker and controller ports for every node are free."""
+    import socket
+
+    for _ in range(50):
+        base = free_port()
+        wanted = [base + 10 * i + j for i in range(brokers) for j in (0, 1)]
+        try:
+            socks = []
+            for port in wanted:
+                sock = socket.socket()
+                socks.append(sock)
+                sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+        return base
+    raise RuntimeError("no free block of ports")
+
+
+def plan(
+    rounds: int, kills_per_round: int, rnd: random.Random, killable: tuple[str, ...] = KILLABLE
+) -> list[list[str]]:
     """Which components each round kills: every one as often as the others, in random order."""
     needed = rounds * kills_per_round
-    pool = (list(KILLABLE) * (needed // len(KILLABLE) + 1))[:needed]
+    pool = (list(killable) * (needed // len(killable) + 1))[:needed]
     rnd.shuffle(pool)
     return [pool[i * kills_per_round : (i + 1) * kills_per_round] for i in range(rounds)]
 
@@ -426,6 +471,8 @@ def run_suite(
     seed: int = 1,
     timeout: float = 600,
     echo: Any = print,
+    brokers: int = 1,
+    killable: tuple[str, ...] = KILLABLE,
 ) -> tuple[RoundResult, list[RoundResult]]:
     history = generate(scenario)
     book = reference_booking(history, settings.AccountingSettings(**_banks()))
@@ -435,7 +482,7 @@ def run_suite(
         f"history: {len(history.events)} events, {len(wanted)} NetSuite records, "
         f"{len(refs_wanted)} back-references"
     )
-    base = Run(workdir / "undisturbed", history, chaos=False, seed=seed)
+    base = Run(workdir / "undisturbed", history, chaos=False, seed=seed, brokers=brokers)
     base.wanted_backrefs = len(refs_wanted)
     baseline = base.execute([], None, wanted, timeout)
     missing = sorted(wanted - set(baseline[0]))
@@ -448,8 +495,14 @@ def run_suite(
     echo(f"undisturbed: {len(baseline[0])} records in {base.result.seconds:.0f}s")
     results = []
     rnd = random.Random(seed)
-    for i, kills in enumerate(plan(rounds, kills_per_round, rnd)):
-        run = Run(workdir / f"round-{i + 1:02d}", history, chaos=True, seed=seed * 1000 + i)
+    for i, kills in enumerate(plan(rounds, kills_per_round, rnd, killable)):
+        run = Run(
+            workdir / f"round-{i + 1:02d}",
+            history,
+            chaos=True,
+            seed=seed * 1000 + i,
+            brokers=brokers,
+        )
         got = run.execute(kills, baseline, wanted, timeout)
         compare(run.result, baseline, got)
         results.append(run.result)
@@ -507,6 +560,12 @@ def main() -> None:
     parser.add_argument("--kills-per-round", type=int, default=1)
     parser.add_argument("--size", choices=("small", "full"), default="full")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--brokers", type=int, default=1, help="3: a three-node cluster; kills hit one at a time"
+    )
+    parser.add_argument(
+        "--only", default="", help="comma-separated components to kill (default: all)"
+    )
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/ledgerstream-chaos"))
     args = parser.parse_args()
     from ledgerstream import stack
@@ -519,6 +578,8 @@ def main() -> None:
         args.rounds,
         args.kills_per_round,
         seed=args.seed,
+        brokers=args.brokers,
+        killable=tuple(args.only.split(",")) if args.only else KILLABLE,
     )
     print(summary(base, results))
     raise SystemExit(0 if all(r.ok for r in results) else 1)
