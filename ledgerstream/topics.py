@@ -75,12 +75,39 @@ def admin() -> AdminClient:
     return AdminClient(settings.kafka().client_config())
 
 
-def ensure_all(specs: tuple[TopicSpec, ...] = ALL) -> list[str]:
-    """Create missing topics (and their dead-letter topics); return one line per topic."""
+# tables of the processor besides the ledger's (see processors/app.py)
+PROCESSOR_OWN_TABLES = ("emitted", "waiting")
+
+
+def processor_changelogs() -> list[str]:
+    """The changelog topics of the processor's tables (faust names them ``<app id>-<table>-
+    changelog``). Created with the others, before any worker starts: a worker that had to
+    create them itself while a broker is down (replication factor 3, two brokers up) would
+    run without them."""
+    from ledgerstream.accounting.ledger import table_names
+
+    app_id = settings.ProcessorSettings().app_id
+    return [f"{app_id}-{t}-changelog" for t in [*table_names(), *PROCESSOR_OWN_TABLES]]
+
+
+def ensure_all(specs: tuple[TopicSpec, ...] = ALL, changelogs: bool = True) -> list[str]:
+    """Create missing topics (and their dead-letter topics, and the processor's changelog
+    topics); return one line per topic."""
     cfg = settings.kafka()
     client = admin()
     existing = set(client.list_topics(timeout=10).topics)
     wanted: list[NewTopic] = []
+    if changelogs:
+        for topic in processor_changelogs():
+            if topic not in existing:
+                wanted.append(
+                    NewTopic(
+                        topic,
+                        num_partitions=cfg.topic_partitions,
+                        replication_factor=cfg.topic_replication_factor,
+                        config={"cleanup.policy": "compact"},
+                    )
+                )
     for spec in specs:
         config = {"cleanup.policy": "compact"} if spec.compacted else {}
         wanted_names = [(name(spec), config)]

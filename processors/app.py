@@ -98,8 +98,9 @@ class Processor:
         self.app = self._app(web_port)
         self.budget = store.Budget(self.proc) if self.proc.processor_rocksdb_bounded else None
         self.ledger = Ledger(self.cfg, self.table)
-        self.emitted = self.table("emitted")  # command key -> command_id last sent
-        self.waiting = self.table("waiting")  # object id -> {"reason", "since", "topic"}
+        emitted, waiting = topics.PROCESSOR_OWN_TABLES
+        self.emitted = self.table(emitted)  # command key -> command_id last sent
+        self.waiting = self.table(waiting)  # object id -> {"reason", "since", "topic"}
         # waits already reported (per process: a restart reports again); pruned to what waits
         self.notified: set[str] = set()
         commands_name = topics.name(topics.NETSUITE_COMMANDS)

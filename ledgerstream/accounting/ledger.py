@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from ledgerstream.accounting.deposits import (
     Settled,
@@ -519,3 +519,15 @@ def readable(topic: str, rec: dict[str, Any]) -> None:
         raise ValueError(
             f"{topic} record {oid} cannot be read: {type(exc).__name__}: {exc}"
         ) from exc
+
+
+def table_names() -> list[str]:
+    """The tables a ``Ledger`` keeps (the processor creates their changelog topics up front)."""
+    names: list[str] = []
+
+    def record(name: str) -> Table:
+        names.append(name)
+        return {}
+
+    Ledger(cast(AccountingSettings, None), record)  # __init__ only names its tables
+    return names
