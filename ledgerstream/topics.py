@@ -96,33 +96,24 @@ def ensure_all(specs: tuple[TopicSpec, ...] = ALL, changelogs: bool = True) -> l
     cfg = settings.kafka()
     client = admin()
     existing = set(client.list_topics(timeout=10).topics)
-    wanted: list[NewTopic] = []
+    compact = {"cleanup.policy": "compact"}
+    candidates: list[tuple[str, dict[str, str]]] = []
     if changelogs:
-        for topic in processor_changelogs():
-            if topic not in existing:
-                wanted.append(
-                    NewTopic(
-                        topic,
-                        num_partitions=cfg.topic_partitions,
-                        replication_factor=cfg.topic_replication_factor,
-                        config={"cleanup.policy": "compact"},
-                    )
-                )
+        candidates += [(topic, compact) for topic in processor_changelogs()]
     for spec in specs:
-        config = {"cleanup.policy": "compact"} if spec.compacted else {}
-        wanted_names = [(name(spec), config)]
+        candidates.append((name(spec), compact if spec.compacted else {}))
         if spec.dead_letters:
-            wanted_names.append((dlq_name(spec), {}))
-        for topic, conf in wanted_names:
-            if topic not in existing:
-                wanted.append(
-                    NewTopic(
-                        topic,
-                        num_partitions=cfg.topic_partitions,
-                        replication_factor=cfg.topic_replication_factor,
-                        config=conf,
-                    )
-                )
+            candidates.append((dlq_name(spec), {}))
+    wanted = [
+        NewTopic(
+            topic,
+            num_partitions=cfg.topic_partitions,
+            replication_factor=cfg.topic_replication_factor,
+            config=conf,
+        )
+        for topic, conf in candidates
+        if topic not in existing
+    ]
     lines = []
     if wanted:
         for topic, future in client.create_topics(wanted, operation_timeout=30).items():

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import collections.abc
+import secrets
 from pathlib import Path
 
 import pytest
 
-from ledgerstream import settings
-from ledgerstream.pipeline import Pipeline
+from ledgerstream import settings, topics
+from ledgerstream.generator import History
+from ledgerstream.pipeline import AppThread, Pipeline
+from ledgerstream.stripe_double import StripeDouble
 from tests.integration.helpers import ACCOUNTING_ENV
 
 
@@ -28,3 +31,30 @@ def pipe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> collections.abc.Ite
     yield pipeline
     pipeline.stop()
     settings.kafka.cache_clear()
+
+
+@pytest.fixture
+def isolated(monkeypatch: pytest.MonkeyPatch) -> collections.abc.Iterator[str]:
+    """A fresh topic prefix for this test, with its topics created."""
+    prefix = f"t{secrets.token_hex(4)}."
+    monkeypatch.setenv("LEDGER_TOPIC_PREFIX", prefix)
+    for cached in (settings.kafka, settings.stripe):
+        cached.cache_clear()
+    topics.ensure_all()
+    yield prefix
+    for cached in (settings.kafka, settings.stripe):
+        cached.cache_clear()
+
+
+@pytest.fixture
+def double(
+    history: History, monkeypatch: pytest.MonkeyPatch
+) -> collections.abc.Iterator[StripeDouble]:
+    """The module's history served by a Stripe double, with the Stripe clients pointed at it."""
+    fake = StripeDouble(history)
+    server = AppThread(fake.app())
+    monkeypatch.setenv("LEDGER_STRIPE_API_BASE", server.url)
+    monkeypatch.setenv("LEDGER_STRIPE_MAX_REQUESTS_PER_S", "1000")
+    settings.stripe.cache_clear()
+    yield fake
+    server.close()

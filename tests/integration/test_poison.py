@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import copy
 import json
-import secrets
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,7 +21,7 @@ from ledgerstream import settings, topics
 from ledgerstream.avro import Serde
 from ledgerstream.commands import Command
 from ledgerstream.generator import History, Scenario, generate
-from ledgerstream.pipeline import AppThread, Pipeline
+from ledgerstream.pipeline import Pipeline
 from ledgerstream.stripe_double import StripeDouble
 from producers.payouts import PayoutContents
 from producers.publisher import EventPublisher
@@ -49,29 +47,6 @@ PROVENANCE = (
 @pytest.fixture(scope="module")
 def history() -> History:
     return generate(Scenario(seed=5, customers=3, months=2, settlement_currencies=("usd",)))
-
-
-@pytest.fixture
-def isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    prefix = f"p{secrets.token_hex(4)}."
-    monkeypatch.setenv("LEDGER_TOPIC_PREFIX", prefix)
-    for cached in (settings.kafka, settings.stripe):
-        cached.cache_clear()
-    topics.ensure_all()
-    yield prefix
-    for cached in (settings.kafka, settings.stripe):
-        cached.cache_clear()
-
-
-@pytest.fixture
-def double(history: History, monkeypatch: pytest.MonkeyPatch) -> Iterator[StripeDouble]:
-    fake = StripeDouble(history)
-    server = AppThread(fake.app())
-    monkeypatch.setenv("LEDGER_STRIPE_API_BASE", server.url)
-    monkeypatch.setenv("LEDGER_STRIPE_MAX_REQUESTS_PER_S", "1000")
-    settings.stripe.cache_clear()
-    yield fake
-    server.close()
 
 
 def produce(spec: topics.TopicSpec, values: list[tuple[bytes, bytes | None]]) -> None:

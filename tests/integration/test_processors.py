@@ -230,7 +230,7 @@ def test_poison_goes_to_the_dead_letter_topic_and_the_worker_carries_on(
     produce(impossible + feed)
     pipe.start("processor", "processor", "worker")
     assert final_commands(pipe) == reference
-    refused = collections.Counter()
+    refused: collections.Counter[str] = collections.Counter()
     for topic in {t for t, _ in impossible}:
         for msg in consume_all(pipe.prefix + topic + ".dlq"):
             reason = dict(msg.headers())["dlq.exception.message"].decode()

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import collections
 import json
-import secrets
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,6 @@ import stripe
 from ledgerstream import settings, topics
 from ledgerstream.avro import Serde
 from ledgerstream.generator import History, Scenario, generate
-from ledgerstream.pipeline import AppThread
 from ledgerstream.stack import url_of_stripe_mock
 from ledgerstream.stripe_double import StripeDouble
 from producers.backfill import backfill
@@ -42,30 +39,6 @@ SCENARIO = Scenario(seed=7, customers=6, months=2, settlement_currencies=("usd",
 @pytest.fixture(scope="module")
 def history() -> History:
     return generate(SCENARIO)
-
-
-@pytest.fixture
-def isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A fresh topic prefix for this test, with its topics created."""
-    prefix = f"t{secrets.token_hex(4)}."
-    monkeypatch.setenv("LEDGER_TOPIC_PREFIX", prefix)
-    for cached in (settings.kafka, settings.stripe):
-        cached.cache_clear()
-    topics.ensure_all()
-    yield prefix
-    for cached in (settings.kafka, settings.stripe):
-        cached.cache_clear()
-
-
-@pytest.fixture
-def double(history: History, monkeypatch: pytest.MonkeyPatch) -> Iterator[StripeDouble]:
-    fake = StripeDouble(history)
-    server = AppThread(fake.app())
-    monkeypatch.setenv("LEDGER_STRIPE_API_BASE", server.url)
-    monkeypatch.setenv("LEDGER_STRIPE_MAX_REQUESTS_PER_S", "1000")
-    settings.stripe.cache_clear()
-    yield fake
-    server.close()
 
 
 def published(spec: topics.TopicSpec) -> list[dict[str, Any]]:
