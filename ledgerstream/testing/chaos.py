@@ -102,6 +102,7 @@ BANKS = {"LEDGER_NETSUITE_BANK_ACCOUNT_IDS": '{"USD": "102", "JPY": "107"}'}
 class RoundResult:
     name: str
     kills: list[str] = field(default_factory=list)
+    exits: list[str] = field(default_factory=list)  # components that stopped by themselves
     recovery_s: dict[str, list[float]] = field(default_factory=dict)
     webhooks: Counter[int] = field(default_factory=Counter)
     faults: dict[str, int] = field(default_factory=dict)
@@ -380,7 +381,11 @@ class Run:
                 raise AssertionError(self.failure)
             for name, proc in list(self.pipe.procs.items()):
                 if proc.poll() is not None:
-                    raise RuntimeError(f"{name} exited with {proc.returncode}; see its log")
+                    if name not in COMMANDS:
+                        raise RuntimeError(f"{name} exited with {proc.returncode}; see its log")
+                    # as a supervisor (systemd, Kubernetes) would: restart it, and count it
+                    self.result.exits.append(f"{name} ({proc.returncode})")
+                    self.start(name)
             try:
                 records = self.records()
             except requests.RequestException:
@@ -508,7 +513,7 @@ def run_suite(
         results.append(run.result)
         status = "ok" if run.result.ok else "FAILED"
         echo(
-            f"round {i + 1}: {status}, killed {run.result.kills}, "
+            f"round {i + 1}: {status}, killed {run.result.kills}, exited {run.result.exits}, "
             f"recovery {_rounded(run.result.recovery_s)}, "
             f"{run.result.seconds:.0f}s"
         )
@@ -538,6 +543,8 @@ def summary(base: RoundResult, results: list[RoundResult]) -> str:
     lines = [
         f"rounds: {len(results)} ({sum(r.ok for r in results)} passed)",
         f"kills per component: {dict(sorted(kills.items()))}",
+        f"components that stopped by themselves (restarted): "
+        f"{[e for r in results for e in r.exits] or 'none'}",
         f"faults injected by the emulator: {dict(sorted(faults.items()))}",
         f"webhook answers (status: count, retries included): {dict(sorted(webhooks.items()))}",
         f"records per run: {base.records}",
