@@ -129,3 +129,46 @@ def test_a_second_stack_comes_up_and_down_leaving_nothing(tmp_path: Path) -> Non
     assert _our_processes(f"127.0.0.1:{ports['STRIPE_MOCK_PORT']}") == []
     status = cli("stack", "status", env=env)
     assert status.returncode == 1 and status.stdout.count("DOWN") == 3
+
+
+def test_stack_up_with_three_brokers_forms_one_cluster_and_stops_it_all(tmp_path: Path) -> None:
+    """`stack up --brokers 3`: three KRaft nodes on loopback, internal topics with replication
+    factor 3 and min.insync.replicas=2; `stack down` (without the setting) stops all three."""
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        pytest.fail("this test starts its own stack; unset KAFKA_BOOTSTRAP_SERVERS")
+    state = tmp_path / "stack"
+    base = free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("SCHEMA_REGISTRY_URL", "STRIPE_MOCK_URL") and not k.startswith("LEDGER_")
+    }
+    env.update(
+        {
+            "LEDGER_KAFKA_PORT": str(base),
+            "LEDGER_KAFKA_CONTROLLER_PORT": str(base + 1),
+            "LEDGER_REGISTRY_PORT": str(free_port()),
+            "LEDGER_REGISTRY_MANAGEMENT_PORT": str(free_port()),
+            "LEDGER_STRIPE_MOCK_PORT": str(free_port()),
+            "LEDGER_STRIPE_MOCK_HTTPS_PORT": str(free_port()),
+            "LEDGER_STACK_STATE_DIR": str(state),
+        }
+    )
+    try:
+        up = cli("stack", "up", "--brokers", "3", env=env)
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "started now: kafka, kafka-2, kafka-3, registry, stripe-mock" in up.stdout
+        assert up.stdout.count("3 broker(s)") == 3  # each node sees the whole cluster
+        topics_env = {**env, "LEDGER_KAFKA_BROKERS": "3", "LEDGER_TOPIC_PREFIX": "rf3."}
+        made = cli("topics", env=topics_env)
+        assert made.returncode == 0, made.stdout + made.stderr
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{base + 10}"})  # via node 2
+        md = admin.list_topics(timeout=10).topics["rf3.stripe.events"]
+        assert {len(p.replicas) for p in md.partitions.values()} == {3}
+    finally:
+        down = cli("stack", "down", env=env)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert down.stdout.count("stopped") == 5, down.stdout
+    assert _our_processes(str(state)) == []
