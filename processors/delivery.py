@@ -142,6 +142,9 @@ class GaplessConsumer(aiokafka_driver.Consumer):
         exc = SkippedRecords(f"{tp.topic}[{tp.partition}] offsets {first}..{last} not delivered")
         log.error("%s: not committing past them; the worker stops and reads them again", exc)
         cast(AckedProducer, self.app.producer).fail(exc)
+        # stop now: with nothing committable the commit timer would never raise, and the
+        # worker would sit on records it will never deliver
+        asyncio.ensure_future(self.crash(exc))
 
     async def _add_gap(self, tp: Any, offset_from: int, offset_to: int) -> None:
         self._skipped(tp, offset_from, offset_to - 1)

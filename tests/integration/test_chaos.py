@@ -16,9 +16,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("local_stack")]
 
 
 def test_kills_and_faults_change_nothing_in_the_books(tmp_path: Path) -> None:
-    base, results = run_suite(tmp_path, SMALL, rounds=2, kills_per_round=4, seed=7)
+    """Every component killed once (the broker: in the three-broker test below; a single
+    broker's restart is in ``make chaos``, see docs/reliability.md for what it found)."""
+    components = tuple(k for k in KILLABLE if k != "broker")
+    base, results = run_suite(
+        tmp_path, SMALL, rounds=2, kills_per_round=3, seed=7, killable=components
+    )
     print(summary(base, results))
-    assert {k for r in results for k in r.kills} == set(KILLABLE)  # every component killed
+    assert {k for r in results for k in r.kills} == set(components)  # every component killed
     for result in results:
         assert result.ok, (result.name, result.lost, result.different, result.backrefs_missing)
 
