@@ -276,8 +276,8 @@ class Runner:
                 stage.tick(idle=not read)
                 self._flow_control()
                 now = time.monotonic()
-                if read or stage.busy() or self._holding():
-                    idle_since = now
+                if read or stage.busy() or self._holding() or not self.consumer.assignment():
+                    idle_since = now  # idle only counts once partitions are assigned
                 elif idle_exit_s is not None and now - idle_since > idle_exit_s:
                     break
                 if read and not stage.deferred or now - last_commit >= self.commit_interval_s:
