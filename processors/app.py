@@ -130,6 +130,12 @@ class Processor:
             # a killed worker's partitions move after this (see KafkaSettings)
             broker_session_timeout=kafka.kafka_session_timeout_ms / 1000,
             broker_heartbeat_interval=max(0.5, kafka.kafka_session_timeout_ms / 4000),
+            # static membership: restarted, this worker takes its partitions back at once
+            consumer_group_instance_id=(
+                f"{kafka.kafka_group_instance_id}-processor"
+                if kafka.kafka_group_instance_id
+                else None
+            ),
             store=proc.processor_store,
             # one RocksDB directory per worker: workers on one host differ by their web port
             datadir=datadir,
