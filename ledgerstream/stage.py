@@ -351,7 +351,9 @@ class Runner:
             )
         except KafkaException as exc:
             err = exc.args[0]
-            if _fatal(exc):  # replaced by the loop (this may run inside a rebalance callback)
+            if _fatal(exc) or err.code() == KafkaError.FENCED_INSTANCE_ID:
+                # replaced by the loop (this may run inside a rebalance callback); a fenced
+                # static member is fatal to librdkafka, whichever error says so first
                 self._failed_consumer = exc
                 return
             if err.code() in _COMMIT_LATER:
@@ -402,8 +404,9 @@ class Runner:
     def _consumer_error(self, err: KafkaError) -> None:
         if err.code() == KafkaError._PARTITION_EOF:
             return
-        if err.fatal():
-            self._failed_consumer = KafkaException(err)
+        failed = KafkaException(err)
+        if _fatal(failed):  # librdkafka reports a fenced consumer as code _FATAL, flag unset
+            self._failed_consumer = failed
             return
         self.log_limited("consumer", "consumer error: %s", err)
 
