@@ -122,21 +122,63 @@ class SkippedRecords(RuntimeError):
 
 
 class GaplessConsumer(aiokafka_driver.Consumer):
-    """faust's consumer, refusing to commit past records it did not deliver.
+    """faust's consumer, reading each assigned partition from where the group left it.
 
-    faust treats a jump in a partition's offsets as a gap to be acknowledged (meant for
-    compacted and transactional topics, where offsets really are missing), and it counts
-    acknowledged offsets from the committed one as if that had been processed. After a
-    rebalance both go wrong: faust resumes a partition before it seeks it back to the committed
-    offset C, so records fetched before the rebalance (C + 2 onwards, while C and C + 1 sat in
-    the agents' buffers that the rebalance cleared) arrive first; C + 1 … is taken as a gap, C as
-    done, and the next commit passes both although no agent saw them. The chaos suite caught it:
-    two charges committed by the processor group and never booked (docs/reliability.md).
+    **Seek before reading.** After a rebalance faust's recovery resumes the stream partitions
+    and only then seeks them to the committed offsets (``Recovery._resume_streams``), while the
+    fetcher is already running. Records fetched in between come from wherever the client stood,
+    and once the seek resets faust's read offset, the rest of such a batch looks like a jump
+    over the records in between: faust takes that for a gap (meant for compacted and
+    transactional topics, where offsets really are missing) and acknowledges it, and it counts
+    acknowledged offsets from the committed one as if that had been processed — so the next
+    commit could pass records no agent saw. The chaos suite caught it (two charges committed
+    and never booked, docs/reliability.md). Here a newly assigned input partition stays paused
+    until ``perform_seek`` has placed it at its committed offset (or, with none, at the
+    beginning), so nothing is read before the seek.
 
-    The input topics here are neither compacted nor transactional, so a gap never means missing
-    offsets: it means undelivered records. This consumer records that as a failed write, so
-    nothing more is committed and the worker stops; its replacement reads from C again.
+    **Refuse to commit past undelivered records**, as a safety net: the input topics are
+    neither compacted nor transactional, so a jump in offsets never means missing offsets. A
+    jump, or a commit whose first acknowledged offset lies past where the partition was read
+    from, is recorded as a failed write: nothing more is committed and the worker stops; its
+    replacement reads from the last commit again.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._unseeked: set[Any] = set()  # assigned input partitions not yet seeked
+        self._start: dict[Any, int] = {}  # where reading began, for partitions with no commit
+
+    async def on_partitions_assigned(self, assigned: set[Any], generation_id: int = 0) -> None:
+        self._unseeked = {tp for tp in assigned if not self._is_changelog_tp(tp)}
+        await super().on_partitions_assigned(assigned, generation_id)
+
+    async def on_partitions_revoked(self, revoked: set[Any]) -> None:
+        self._unseeked.difference_update(revoked)
+        for tp in revoked:
+            self._start.pop(tp, None)
+        await super().on_partitions_revoked(revoked)
+
+    def resume_partitions(self, tps: Any) -> None:
+        # input partitions wait for their seek (perform_seek resumes them)
+        super().resume_partitions({tp for tp in tps if tp not in self._unseeked})
+
+    async def perform_seek(self) -> None:
+        await super().perform_seek()
+        waiting, self._unseeked = self._unseeked, set()
+        # faust's seek leaves a partition with no commit where the client stands; records the
+        # client handed over while faust's flow was stopped (a rebalance, the start-up) were
+        # dropped by faust, so the client may stand past records nobody read: rewind those to
+        # the beginning, as auto_offset_reset=earliest means
+        fresh = [tp for tp in waiting if self._committed_offset[tp] is None]
+        if fresh:
+            client_tps = [self._new_topicpartition(tp.topic, tp.partition) for tp in fresh]
+            await self._thread.seek_to_beginning(*client_tps)  # on the client's own thread
+            for tp in fresh:
+                position = await self.position(tp)
+                if position is not None:
+                    self._start[tp] = position
+                self._read_offset[tp] = None
+        super().resume_partitions(waiting)
 
     def _skipped(self, tp: Any, first: int, last: int) -> None:
         exc = SkippedRecords(f"{tp.topic}[{tp.partition}] offsets {first}..{last} not delivered")
@@ -151,9 +193,11 @@ class GaplessConsumer(aiokafka_driver.Consumer):
 
     def _new_offset(self, tp: Any) -> int | None:
         acked = self._acked[tp]
-        committed = self._committed_offset[tp]  # Kafka's: the next offset to process
-        if acked and committed is not None and min(acked) > committed:
-            self._skipped(tp, committed, min(acked) - 1)
+        done = self._committed_offset[tp]  # Kafka's: the next offset to process
+        if done is None:
+            done = self._start.get(tp)
+        if acked and done is not None and min(acked) > done:
+            self._skipped(tp, done, min(acked) - 1)
             return None
         return cast(int | None, super()._new_offset(tp))
 
