@@ -217,6 +217,7 @@ class NetSuiteSink(Stage):
         self._requests_lock = threading.Lock()
         self._verify_lock = threading.Lock()
         self._verified, self._verified_at = False, -1e9
+        self._refused = False  # the credentials were judged wrong: the sink is stopping
         self.last_sweep = self.last_follow = self.last_report = time.monotonic()
         self.runner = Runner(self, commit_interval_s=0.5)
 
@@ -380,6 +381,8 @@ class NetSuiteSink(Stage):
     def _call(self, request: Any) -> Any:
         """One NetSuite request inside a limiter slot, feeding the limiter what it answered."""
         with self.limiter.slot(self.stopping):
+            if self._refused:  # judged wrong: no thread sends another request with them
+                raise CredentialsRefused(BAD_CREDENTIALS)
             with self._requests_lock:
                 self.requests += 1
             started = time.monotonic()
@@ -419,6 +422,7 @@ class NetSuiteSink(Stage):
                 self.limiter.succeeded()
                 log.warning("a run of 401s from NetSuite, but the credentials work: a burst")
             self._verified, self._verified_at = verdict, time.monotonic()
+            self._refused = not verdict
             return verdict
 
     def _check_credentials(self) -> bool:
