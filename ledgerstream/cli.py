@@ -14,7 +14,7 @@ from ledgerstream import settings
 
 
 def _logging(level: str) -> None:
-    from ledgerstream import redact
+    from ledgerstream import logs, redact
 
     logging.basicConfig(
         level=level.upper(),
@@ -23,6 +23,8 @@ def _logging(level: str) -> None:
     )
     # secrets never reach a log line, whatever the level (see ledgerstream.redact)
     redact.install(redact.configured_secrets())
+    # an outage must not bury the log under one line per reconnect attempt
+    logs.install()
 
 
 @click.group(

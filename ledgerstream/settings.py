@@ -11,6 +11,7 @@ A secret may also be given as a file: ``LEDGER_<NAME>_FILE=/path`` (Docker/Kuber
 from __future__ import annotations
 
 import json
+import logging
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -93,6 +94,9 @@ class KafkaSettings(_Base):
         conf: dict[str, Any] = {
             "bootstrap.servers": self.kafka_bootstrap_servers,
             "security.protocol": self.kafka_security_protocol,
+            # librdkafka's own lines through Python logging: redacted and repeat-limited like
+            # every other line (ledgerstream.logs), instead of printed to stderr per attempt
+            "logger": logging.getLogger("librdkafka"),
         }
         if self.kafka_sasl_mechanism:
             conf["sasl.mechanism"] = self.kafka_sasl_mechanism
