@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -65,18 +66,40 @@ def _port_open(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def _wait(check: Callable[[], str | None], timeout: float, what: str, log: Path | None) -> str:
-    """Poll ``check`` until it returns a description (ready) or time runs out."""
-    deadline = time.monotonic() + timeout
+def _wait(
+    check: Callable[[], str | None],
+    timeout: float,
+    what: str,
+    log: Path | None,
+    progress: Callable[[], str | None] | None = None,
+    report: Callable[[str], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> str:
+    """Poll ``check`` until it returns a description (ready) or time runs out.
+
+    ``progress`` (optional) describes how far the server's start-up has got; while that keeps
+    changing the server is working, not stuck, so each change moves the deadline to ``timeout``
+    from then, and ``report`` hears the latest description at most every 10 s."""
+    deadline = clock() + timeout
     last_error: Exception | None = None
-    while time.monotonic() < deadline:
+    seen: str | None = None
+    reported_at = -1e9
+    while clock() < deadline:
         try:
             result = check()
             if result:
                 return result
         except Exception as exc:  # noqa: BLE001 - any failure just means "not ready yet"
             last_error = exc
-        time.sleep(0.5)
+        now = clock()
+        step = progress() if progress is not None else None
+        if step is not None and step != seen:
+            seen, deadline = step, now + timeout
+            if report is not None and now - reported_at >= 10:
+                report(f"{what}: {step}")
+                reported_at = now
+        sleep(0.5)
     tail = ""
     if log and log.exists():
         tail = (
@@ -96,6 +119,7 @@ class Server:
     cfg: settings.StackSettings
 
     external_env: tuple[str, ...] = ()
+    log_offset: int = 0  # where this start's lines begin in the log file
 
     @property
     def state(self) -> Path:
@@ -159,6 +183,7 @@ class Server:
         self.state.mkdir(parents=True, exist_ok=True)
         self.prepare()
         cmd = self.command()
+        self.log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
         with open(self.log_file, "ab") as log:
             proc = subprocess.Popen(
                 cmd,
@@ -175,13 +200,13 @@ class Server:
     def marker(self) -> str:
         return str(self.state)
 
-    def wait_ready(self) -> str:
-        def check() -> str | None:
-            if not self.external() and self.pid() is None:
-                raise StackError(f"{self.name} exited; see {self.log_file}")
-            return self.probe()
+    def wait_ready(self, report: Callable[[str], None] | None = None) -> str:
+        return _wait(self._ready, self.ready_timeout, self.name, self.log_file)
 
-        return _wait(check, self.ready_timeout, self.name, self.log_file)
+    def _ready(self) -> str | None:
+        if not self.external() and self.pid() is None:
+            raise StackError(f"{self.name} exited; see {self.log_file}")
+        return self.probe()
 
     def stop(self, timeout: float = 30.0) -> bool:
         pid = self.pid()
@@ -248,6 +273,36 @@ def _maven(args: list[str], cwd: Path) -> None:
     if not shutil.which("mvn"):
         raise StackError("Maven (mvn) is required to fetch the Kafka and Apicurio artifacts")
     _run(["mvn", "-B", "-q", *args], cwd=cwd)
+
+
+class LogLoading:
+    """How far a starting broker is with loading its partitions' logs, read from its log."""
+
+    DONE = re.compile(rb"\((\d+)/(\d+) completed in ")
+    LOADED = re.compile(rb"Loaded (\d+) logs in (\d+)ms")
+
+    def __init__(self, log: Path, offset: int = 0):
+        self.log, self.position = log, offset
+        self.state: str | None = None
+
+    def __call__(self) -> str | None:
+        if not self.log.exists():
+            return self.state
+        with open(self.log, "rb") as f:
+            f.seek(self.position)
+            new = f.read()
+        complete = new.rfind(b"\n") + 1  # a line still being written is read next time
+        self.position += complete
+        lines = new[:complete]
+        done = self.DONE.findall(lines)
+        if done:
+            count, total = done[-1]
+            self.state = f"loading partition logs: {int(count)} of {int(total)}"
+        loaded = self.LOADED.findall(lines)
+        if loaded:
+            logs, ms = loaded[-1]
+            self.state = f"partition logs loaded ({int(logs)} in {int(ms) / 1000:.1f}s)"
+        return self.state
 
 
 class Kafka(Server):
@@ -368,6 +423,8 @@ class Kafka(Server):
                 logger.state.level = WARN
                 logger.apache.name = org.apache.kafka
                 logger.apache.level = WARN
+                logger.logs.name = kafka.log.LogManager
+                logger.logs.level = INFO
                 """
             )
         )
@@ -398,6 +455,14 @@ class Kafka(Server):
         if self.external():
             return "external"
         return f"Apache Kafka {self.cfg.kafka_version}"
+
+    def wait_ready(self, report: Callable[[str], None] | None = None) -> str:
+        """Ready once it answers with every node registered. A broker restarted on thousands of
+        partitions first loads (and after a kill, recovers) each partition's log, which can
+        outlast any fixed timeout: it is waited for as long as loading progresses, and
+        ``report`` hears how far it is (from the broker's log manager lines)."""
+        progress = None if self.external() else LogLoading(self.log_file, self.log_offset)
+        return _wait(self._ready, self.ready_timeout, self.name, self.log_file, progress, report)
 
     def probe(self) -> str:
         from confluent_kafka.admin import AdminClient
@@ -568,7 +633,7 @@ def up(echo: Callable[[str], None] = print) -> list[str]:
             if server.start():
                 started.append(server.name)
         for server in stack:
-            echo(f"{server.name}: ready: {server.wait_ready()}")
+            echo(f"{server.name}: ready: {server.wait_ready(report=echo)}")
     except BaseException:
         for server in stack:
             if server.name in started:
