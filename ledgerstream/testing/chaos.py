@@ -271,6 +271,10 @@ class Run:
                 os.killpg(pid, signal.SIGKILL)
             time.sleep(gap_s)
             node.start()
+            # recovered: the webhook takes events again (its /readyz asks the broker)
+            threading.Thread(
+                target=self._watch_recovery, args=(name, None, 0, time.monotonic()), daemon=True
+            ).start()
             return
         if name in ("processor", "sink") and self.rnd.random() < 0.5:
             name += "-2"  # one of the two instances of the group
@@ -286,11 +290,11 @@ class Run:
             target=self._watch_recovery, args=(name, log, offset, restarted), daemon=True
         ).start()
 
-    def _watch_recovery(self, name: str, log: Path, offset: int, since: float) -> None:
+    def _watch_recovery(self, name: str, log: Path | None, offset: int, since: float) -> None:
         deadline = since + 300
         kind = name.removesuffix("-2")
         while time.monotonic() < deadline:
-            if name == "webhook":
+            if name in ("webhook", "broker") or log is None:
                 try:
                     url = f"http://127.0.0.1:{self.pipe.webhook_port}/readyz"
                     if requests.get(url, timeout=2).ok:
