@@ -59,6 +59,7 @@ class EventPublisher:
             "delivery.timeout.ms": timeout,
             "request.timeout.ms": min(30000, timeout),
             "client.id": "ledgerstream-producer",
+            "error_cb": self._on_error,
         }
         self._producer = Producer(conf)
         self._serdes = {
@@ -72,6 +73,12 @@ class EventPublisher:
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="kafka-poll", daemon=True)
         self._poller.start()
+        # set while no broker answers: a webhook then gets its 503 at once instead of after
+        # the whole delivery timeout (Stripe retries it either way)
+        self.down = threading.Event()
+        self._suspect = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, name="kafka-watch", daemon=True)
+        self._watcher.start()
         self.counts: dict[str, int] = {"published": 0, "ignored": 0, "rejected": 0}
         self._lock = threading.Lock()
         self._errors: list[str] = []  # delivery errors of enqueued records, until acknowledged
@@ -80,6 +87,27 @@ class EventPublisher:
     def _poll(self) -> None:
         while not self._stop.is_set():
             self._producer.poll(0.1)
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.code() == KafkaError._ALL_BROKERS_DOWN:
+            self._suspect.set()
+
+    def _watch(self) -> None:
+        """librdkafka says every broker connection is down (a broker that closed an idle
+        connection says so too): ask the cluster; only if it does not answer is it down, until
+        it answers again."""
+        while not self._stop.is_set():
+            if not self._suspect.wait(0.5):
+                continue
+            self._suspect.clear()
+            while not self._stop.is_set() and not self.ready(timeout=2):
+                if not self.down.is_set():
+                    log.warning("no Kafka broker answers: webhooks get 503 until one does")
+                self.down.set()
+                self._stop.wait(1)
+            if self.down.is_set():
+                log.warning("a Kafka broker answers again")
+            self.down.clear()
 
     def encode_event(self, event: dict[str, Any], source: str = "webhook") -> Outgoing | None:
         """Validate a Stripe Event for the raw topic; None for a type the pipeline ignores.
@@ -152,6 +180,8 @@ class EventPublisher:
         if prepared is None:
             self.counts["ignored"] += 1
             return None
+        if self.down.is_set():
+            raise PublishError("no Kafka broker answers")
         loop = asyncio.get_running_loop()
         done: asyncio.Future[Message] = loop.create_future()
 
