@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any, cast
 
 import faust
@@ -37,6 +38,13 @@ from faust.transport.producer import ProducerBuffer
 from faust.types.tuples import FutureMessage
 
 log = logging.getLogger(__name__)
+
+# the longest a commit waits for its writes' answers (as librdkafka's delivery timeout for the
+# other stages): a broker outage shorter than this is waited out, a longer one stops the worker
+FLUSH_TIMEOUT_S = 300.0
+# the longest a partition's commit may wait for records below an acknowledged one (delivered
+# after a rebalance, their later neighbours acknowledged by agents of the previous assignment)
+GAP_GRACE_S = 60.0
 
 
 class AckedProducerBuffer(ProducerBuffer):
@@ -67,11 +75,21 @@ class AckedProducerBuffer(ProducerBuffer):
                 fut.set_exception(exc)
             log.error("a table changelog write could not be sent: %r", exc)
 
-    async def flush(self) -> None:
+    async def flush(self, timeout: float | None = None) -> None:
         """Wait until every write queued before this call was acknowledged (or failed)."""
+        if self.should_stop:
+            # stopping: the task that hands queued writes to aiokafka is gone, so hand them
+            # over here (or fail them), or their answers would be awaited for ever
+            while not self.pending.empty():
+                fut = self.pending.get_nowait()
+                await self._send_pending(fut)
         pending = list(self.outstanding)
         if pending:
-            await asyncio.wait(pending)
+            done, late = await asyncio.wait(pending, timeout=timeout)
+            if late and self.failure is None:
+                self.failure = TimeoutError(
+                    f"{len(late)} table change(s) not acknowledged within {timeout:.0f}s"
+                )
 
 
 class AckedProducer(aiokafka_driver.Producer):
@@ -106,13 +124,25 @@ class AckedProducer(aiokafka_driver.Producer):
             self.fail(fut.exception())  # type: ignore[arg-type]
 
     async def flush(self) -> None:
-        """Return once everything sent before the call is acknowledged; raise if any failed."""
-        await self.buffer.flush()  # table changes: handed to aiokafka and answered
+        """Return once everything sent before the call is acknowledged; raise if any failed.
+
+        A failure already recorded raises at once (no commit can cover it, and waiting could
+        be for ever: a stopping worker's queue is no longer sent); waiting is bounded by
+        ``FLUSH_TIMEOUT_S``, after which the unanswered writes count as failed."""
+        self._raise_if_failed()
+        buffer = cast(AckedProducerBuffer, self.buffer)
+        await buffer.flush(FLUSH_TIMEOUT_S)  # table changes: handed to aiokafka and answered
+        self._raise_if_failed()
         direct = list(self._unacked)  # commands and dead letters sent from agents and timers
         await super().flush()
         if direct:
-            await asyncio.wait(direct)
-        failure = self._failure or self.buffer.failure  # type: ignore[attr-defined]
+            _, late = await asyncio.wait(direct, timeout=FLUSH_TIMEOUT_S)
+            if late:
+                self.fail(TimeoutError(f"{len(late)} write(s) not acknowledged in time"))
+        self._raise_if_failed()
+
+    def _raise_if_failed(self) -> None:
+        failure = self._failure or cast(AckedProducerBuffer, self.buffer).failure
         if failure is not None:
             raise ProducerSendError(f"a write was not acknowledged, not committing: {failure!r}")
 
@@ -136,17 +166,20 @@ class GaplessConsumer(aiokafka_driver.Consumer):
     until ``perform_seek`` has placed it at its committed offset (or, with none, at the
     beginning), so nothing is read before the seek.
 
-    **Refuse to commit past undelivered records**, as a safety net: the input topics are
-    neither compacted nor transactional, so a jump in offsets never means missing offsets. A
-    jump, or a commit whose first acknowledged offset lies past where the partition was read
-    from, is recorded as a failed write: nothing more is committed and the worker stops; its
-    replacement reads from the last commit again.
+    **Never commit past undelivered records**, as a safety net: the input topics are neither
+    compacted nor transactional, so a jump in offsets never means missing offsets. A jump is not
+    acknowledged, and a commit whose first acknowledged offset lies past where the partition was
+    read from waits for the records in between (an agent still busy with a record of the
+    previous assignment acknowledges it after the rebalance, before the re-read records below
+    it arrive). If they do not arrive within ``GAP_GRACE_S`` it is recorded as a failed write:
+    nothing more is committed and the worker stops; its replacement reads from the last commit.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._unseeked: set[Any] = set()  # assigned input partitions not yet seeked
         self._start: dict[Any, int] = {}  # where reading began, for partitions with no commit
+        self._blocked: dict[Any, float] = {}  # since when a partition's commit waits for a gap
 
     async def on_partitions_assigned(self, assigned: set[Any], generation_id: int = 0) -> None:
         self._unseeked = {tp for tp in assigned if not self._is_changelog_tp(tp)}
@@ -156,6 +189,7 @@ class GaplessConsumer(aiokafka_driver.Consumer):
         self._unseeked.difference_update(revoked)
         for tp in revoked:
             self._start.pop(tp, None)
+            self._blocked.pop(tp, None)
         await super().on_partitions_revoked(revoked)
 
     def resume_partitions(self, tps: Any) -> None:
@@ -181,7 +215,10 @@ class GaplessConsumer(aiokafka_driver.Consumer):
         super().resume_partitions(waiting)
 
     def _skipped(self, tp: Any, first: int, last: int) -> None:
-        exc = SkippedRecords(f"{tp.topic}[{tp.partition}] offsets {first}..{last} not delivered")
+        exc = SkippedRecords(
+            f"{tp.topic}[{tp.partition}] offsets {first}..{last} not delivered in "
+            f"{GAP_GRACE_S:.0f}s"
+        )
         log.error("%s: not committing past them; the worker stops and reads them again", exc)
         cast(AckedProducer, self.app.producer).fail(exc)
         # stop now: with nothing committable the commit timer would never raise, and the
@@ -189,7 +226,15 @@ class GaplessConsumer(aiokafka_driver.Consumer):
         asyncio.ensure_future(self.crash(exc))
 
     async def _add_gap(self, tp: Any, offset_from: int, offset_to: int) -> None:
-        self._skipped(tp, offset_from, offset_to - 1)
+        # faust would acknowledge the jumped-over offsets as if processed: they are not
+        # acknowledged here, so no commit passes them until they are delivered (_new_offset)
+        log.info(
+            "%s[%d] offsets %d..%d not delivered yet: not acknowledged",
+            tp.topic,
+            tp.partition,
+            offset_from,
+            offset_to - 1,
+        )
 
     def _new_offset(self, tp: Any) -> int | None:
         acked = self._acked[tp]
@@ -197,8 +242,14 @@ class GaplessConsumer(aiokafka_driver.Consumer):
         if done is None:
             done = self._start.get(tp)
         if acked and done is not None and min(acked) > done:
-            self._skipped(tp, done, min(acked) - 1)
+            # records below an acknowledged one are missing: wait for them (an agent of the
+            # previous assignment may have acknowledged a later record before the re-read
+            # ones arrive); if they never come, stop, and the replacement reads them again
+            since = self._blocked.setdefault(tp, time.monotonic())
+            if time.monotonic() - since > GAP_GRACE_S:
+                self._skipped(tp, done, min(acked) - 1)
             return None
+        self._blocked.pop(tp, None)
         return cast(int | None, super()._new_offset(tp))
 
 
