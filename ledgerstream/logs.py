@@ -5,7 +5,7 @@ While a broker is down the Kafka clients report every reconnect attempt: aiokafk
 such lines in 14 s, 51,646 ERROR lines in a 13-minute outage), and librdkafka prints a ``FAIL``
 line per attempt. That buries the one line an operator needs.
 
-``RepeatLimiter`` lets the first record of each kind through (kind: logger and message
+``RepeatLimiter`` lets the first warning or error of each kind through (kind: logger and message
 template, so ``Unable connect to node with id %s`` is one kind whatever the node), drops the
 repeats for ``every_s`` seconds, and notes on the next line it lets through how many it dropped.
 It is installed on the client libraries' loggers (``install``), and librdkafka's own log lines
@@ -49,6 +49,10 @@ class RepeatLimiter(logging.Filter):
         self._dropped: dict[tuple[str, str], int] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            # only warnings and errors flood during an outage; informational lines (a new
+            # partition assignment, a coordinator found) are rare and must all be seen
+            return True
         kind = (record.name, str(record.msg))
         now = self.clock()
         with self._lock:
