@@ -70,7 +70,10 @@ class KafkaSettings(_Base):
     )
     topic_prefix: str = Field("", description="prefix of every topic name (isolates tests/tenants)")
     publish_timeout_ms: int = Field(
-        15000, description="how long a webhook waits for the broker's ack before answering 503"
+        15000,
+        description="how long a webhook waits for the broker's ack before answering 503; keep "
+        "it above the cluster's failover time: a killed broker holds acks=all writes until the "
+        "controller fences it (broker.session.timeout.ms, 9 s by default) and elects leaders",
     )
     topic_partitions: int = 3
     topic_replication_factor: int = Field(

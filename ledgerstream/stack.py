@@ -29,6 +29,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -464,14 +465,30 @@ class Kafka(Server):
         progress = None if self.external() else LogLoading(self.log_file, self.log_offset)
         return _wait(self._ready, self.ready_timeout, self.name, self.log_file, progress, report)
 
-    def probe(self) -> str:
+    def _metadata(self) -> Any:
         from confluent_kafka.admin import AdminClient
 
         conf = settings.kafka().client_config()
         if not self.external():
             conf["bootstrap.servers"] = f"127.0.0.1:{self.port}"
         admin = AdminClient({**conf, "log_level": 0})  # "connection refused" is expected here
-        md = admin.list_topics(timeout=5)
+        return admin.list_topics(timeout=5), conf
+
+    def under_replicated(self) -> list[str]:
+        """Partitions whose in-sync replicas are fewer than their replicas (as the brokers'
+        ``UnderReplicatedPartitions`` metric counts them). A rolling restart takes the next
+        broker down only once this is empty: before, the restarted broker is not yet a full
+        copy, and losing another one leaves partitions below ``min.insync.replicas``."""
+        md, _ = self._metadata()
+        return sorted(
+            f"{topic.topic}-{p.id}"
+            for topic in md.topics.values()
+            for p in topic.partitions.values()
+            if len(p.isrs) < len(p.replicas)
+        )
+
+    def probe(self) -> str:
+        md, conf = self._metadata()
         if not md.brokers:
             raise StackError("no broker in metadata")
         if not self.external() and len(md.brokers) < self.count:

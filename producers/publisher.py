@@ -76,6 +76,7 @@ class EventPublisher:
         # set while no broker answers: a webhook then gets its 503 at once instead of after
         # the whole delivery timeout (Stripe retries it either way)
         self.down = threading.Event()
+        self._answered = threading.Event()  # a broker has answered since start-up
         self._suspect = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="kafka-watch", daemon=True)
         self._watcher.start()
@@ -100,13 +101,16 @@ class EventPublisher:
             if not self._suspect.wait(0.5):
                 continue
             self._suspect.clear()
-            while not self._stop.is_set() and not self.ready(timeout=2):
+            while not self._stop.is_set() and not self.answers(timeout=2):
                 if not self.down.is_set():
                     log.warning("no Kafka broker answers: webhooks get 503 until one does")
                 self.down.set()
                 self._stop.wait(1)
+            if self._stop.is_set():
+                return
             if self.down.is_set():
                 log.warning("a Kafka broker answers again")
+            self._answered.set()
             self.down.clear()
 
     def encode_event(self, event: dict[str, Any], source: str = "webhook") -> Outgoing | None:
@@ -239,12 +243,28 @@ class EventPublisher:
         self.counts["published"] += self._enqueued
         self._enqueued = 0
 
-    def ready(self, timeout: float = 2.0) -> bool:
+    def answers(self, timeout: float = 2.0) -> bool:
+        """One metadata request: does a broker answer now?"""
         try:
             self._producer.list_topics(timeout=timeout)
             return True
         except Exception:  # noqa: BLE001
             return False
+
+    def ready(self, timeout: float = 2.0) -> bool:
+        """Can events be stored? Yes once a broker has answered, until every broker is lost and
+        the cluster fails a probe (``down``, kept by the watch thread). Readiness follows that
+        view rather than a request of its own: a single metadata request that went to a broker
+        as it was killed waited its whole timeout although the two others answered (measured in
+        a three-broker cluster), and a readiness flap takes the webhook out of rotation."""
+        if self.down.is_set():
+            return False
+        if self._answered.is_set():
+            return True
+        if self.answers(timeout):
+            self._answered.set()
+            return True
+        return False
 
     def close(self, timeout: float = 10.0) -> None:
         remaining = self._producer.flush(timeout)

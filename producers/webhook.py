@@ -12,6 +12,7 @@ Answers: 400 bad/missing signature, stale timestamp, body not JSON or not an eve
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -88,7 +89,10 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    ready = request.app[PUBLISHER].ready()
+    # the probe waits for the broker (up to 2 s): in a thread, so that webhooks arriving
+    # meanwhile are not held behind it (on the event loop a probe during a broker kill held
+    # every request for 2 s)
+    ready = await asyncio.to_thread(request.app[PUBLISHER].ready)
     return web.json_response({"ready": ready}, status=200 if ready else 503)
 
 

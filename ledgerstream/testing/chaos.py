@@ -183,7 +183,6 @@ class Run:
             "LEDGER_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
             "LEDGER_STRIPE_API_BASE": self.stripe.url,
             "LEDGER_STRIPE_MAX_REQUESTS_PER_S": "1000",
-            "LEDGER_PUBLISH_TIMEOUT_MS": "5000",
             "LEDGER_TOPIC_REPLICATION_FACTOR": "3" if brokers >= 3 else "1",
             **({**FAULTS, "LEDGER_EMULATOR_SEED": str(seed)} if chaos else {}),
         }
@@ -275,6 +274,8 @@ class Run:
             threading.Thread(
                 target=self._watch_recovery, args=(name, None, 0, time.monotonic()), daemon=True
             ).start()
+            if len(self.nodes) > 1:
+                self.wait_whole(node)
             return
         if name in ("processor", "sink") and self.rnd.random() < 0.5:
             name += "-2"  # one of the two instances of the group
@@ -289,6 +290,21 @@ class Run:
         threading.Thread(
             target=self._watch_recovery, args=(name, log, offset, restarted), daemon=True
         ).start()
+
+    def wait_whole(self, node: Kafka, timeout: float = 180) -> None:
+        """One broker at a time, as in a rolling restart: the next kill waits until the
+        restarted broker is back in the cluster and every partition is fully in sync again.
+        Without this a second broker died while the first was still starting (two of three
+        down: no controller quorum, partitions below ``min.insync.replicas``), and a webhook
+        got a 503 for an outage the suite itself had made."""
+        node.wait_ready()
+        deadline = time.monotonic() + timeout
+        lagging = node.under_replicated()
+        while lagging:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"still under-replicated after {timeout:.0f}s: {lagging[:10]}")
+            time.sleep(0.5)
+            lagging = node.under_replicated()
 
     def _watch_recovery(self, name: str, log: Path | None, offset: int, since: float) -> None:
         deadline = since + 300

@@ -26,3 +26,20 @@ def test_kills_and_faults_change_nothing_in_the_books(tmp_path: Path) -> None:
     assert {k for r in results for k in r.kills} == set(components)  # every component killed
     for result in results:
         assert result.ok, (result.name, result.lost, result.different, result.backrefs_missing)
+
+
+def test_a_three_broker_cluster_loses_one_broker_at_a_time_without_an_outage(
+    tmp_path: Path,
+) -> None:
+    """Replication factor 3, min.insync.replicas=2: one broker killed (-9) and restarted, three
+    times, each once the cluster is whole again (as in a rolling restart), while webhooks
+    arrive: every webhook is stored at its first attempt (no 503 with the default publish
+    timeout), and the books are those of the undisturbed run."""
+    base, results = run_suite(
+        tmp_path, SMALL, rounds=1, kills_per_round=3, seed=3, brokers=3, killable=("broker",)
+    )
+    print(summary(base, results))
+    [result] = results
+    assert result.kills == ["broker"] * 3
+    assert result.ok, (result.lost, result.different, result.backrefs_missing)
+    assert set(result.webhooks) == {200}, result.webhooks  # never a 503: no outage

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from typing import Any
 
@@ -136,6 +137,34 @@ def test_unknown_event_type_is_acknowledged_and_counted() -> None:
 def test_broker_failure_gets_503_so_stripe_retries() -> None:
     body, sig = signed(slice_events("w")[0], SECRET)
     assert post(FakePublisher(fail=True), body, {"Stripe-Signature": sig})[0] == 503
+
+
+def test_a_slow_readiness_probe_does_not_hold_webhooks() -> None:
+    """The probe asks the broker and may wait for it; webhooks arriving meanwhile are answered
+    (a probe run on the event loop held every request until the broker answered)."""
+    probing, answered = threading.Event(), threading.Event()
+    outcome: list[bool] = []
+
+    class SlowProbe(FakePublisher):
+        def ready(self) -> bool:
+            probing.set()
+            # the broker answers the probe only after the webhook was answered, or in 5 s
+            outcome.append(answered.wait(5))
+            return True
+
+    body, sig = signed(slice_events("w")[0], SECRET)
+
+    async def go() -> tuple[int, int]:
+        async with TestClient(TestServer(webhook.make_app(SlowProbe()))) as client:  # type: ignore[arg-type]
+            probe = asyncio.ensure_future(client.get("/readyz"))
+            await asyncio.to_thread(probing.wait, 10)
+            headers = {"Stripe-Signature": sig}
+            resp = await client.post("/webhooks/stripe", data=body, headers=headers)
+            answered.set()
+            return resp.status, (await probe).status
+
+    assert asyncio.run(go()) == (200, 200)
+    assert outcome == [True], "the webhook was held until the readiness probe finished"
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
