@@ -2,7 +2,9 @@
 
 Guarantee: at-least-once and idempotent (setting a metadata key to the same value twice is a
 no-op for Stripe). Updates are coalesced per Stripe object within a batch (one call sets every
-key the batch has for that object); calls are spread to at most
+key the batch has for that object; an object's back-references are keyed per NetSuite record,
+as compaction needs, so they may sit on different partitions and come in different batches:
+then each is a call of its own); calls are spread to at most
 ``LEDGER_STRIPE_MAX_REQUESTS_PER_S``; 429s, 5xx and connection errors back off (jittered
 exponential) and retry. Stripe refusing an update for good (e.g. the object does not exist)
 sends the object's back-references to ``netsuite.backrefs.dlq`` with the reason; wrong API keys

@@ -236,7 +236,12 @@ def test_metadata_writer_coalesces_per_object_backs_off_and_dead_letters_refusal
                 "command_id": "c" * 64,
                 "written_at": datetime.now(UTC),
             }
-            producer.produce(name, key=f"{rtype}/{sid}".encode(), value=serde.dumps(value))
+            # one partition, so that all five come in one batch: coalescing is per batch, and
+            # the refund's two keys hash to partitions 1 and 2 (a batch with only one of them,
+            # as the fetches of two partitions may come apart, is one call each: 3 updates)
+            producer.produce(
+                name, key=f"{rtype}/{sid}".encode(), value=serde.dumps(value), partition=0
+            )
         assert producer.flush(30) == 0
 
         writer = MetadataWriter()
