@@ -1,10 +1,21 @@
-"""Small helpers shared by the Kafka loops: message coordinates and dead-letter headers."""
+"""Small helpers shared by the Kafka loops: message coordinates, dead-letter headers, waiting
+for the cluster."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_never,
+    wait_exponential,
+)
+
+from ledgerstream import settings
 
 
 def where(msg: Message) -> tuple[str, int, int]:
@@ -58,3 +69,38 @@ def end_offset(consumer: Consumer, topic: str, partition: int, timeout: float = 
             if time.monotonic() > deadline or not (err.retriable() or err.code() in _SETTLING):
                 raise
             time.sleep(0.2)
+
+
+def wait_for_brokers(log: logging.Logger, report_every_s: float = 30.0) -> None:
+    """Return once a broker of the cluster answers; while none does, say so now and then.
+
+    For clients that give up at once when they cannot bootstrap (faust's aiokafka clients: a
+    worker started during a broker outage exited at once and, under a supervisor, crash-looped
+    through the outage). The librdkafka clients of the other stages wait by themselves.
+    """
+    from confluent_kafka.admin import AdminClient
+
+    conf = settings.kafka().client_config()
+    admin = AdminClient({**conf, "log_level": 0})  # "connection refused" is the expected answer
+    last_report = -report_every_s
+
+    def report(state: RetryCallState) -> None:
+        nonlocal last_report
+        waited = state.seconds_since_start or 0.0
+        if waited - last_report >= report_every_s:
+            log.warning(
+                "no Kafka broker answers at %s (waited %.0f s): waiting for one",
+                conf["bootstrap.servers"],
+                waited,
+            )
+            last_report = waited
+
+    for attempt in Retrying(
+        retry=retry_if_exception_type(KafkaException),
+        wait=wait_exponential(multiplier=0.5, max=5),
+        stop=stop_never,
+        before_sleep=report,
+        reraise=True,
+    ):
+        with attempt:
+            admin.list_topics(timeout=5)

@@ -54,7 +54,7 @@ from ledgerstream import settings, topics
 from ledgerstream.accounting.ledger import Ledger, Outcome
 from ledgerstream.avro import Serde
 from ledgerstream.commands import Command
-from ledgerstream.kafka_util import dead_letter_headers
+from ledgerstream.kafka_util import dead_letter_headers, wait_for_brokers
 from processors import store
 from processors.delivery import AckedProducer, LedgerApp
 
@@ -310,5 +310,8 @@ def run_worker(web_port: int = 6066, loglevel: str = "info") -> None:
     from faust.worker import Worker
 
     store.fix_mmap_threshold(settings.ProcessorSettings().processor_malloc_mmap_threshold_kb)
+    # faust's clients give up when no broker answers at start: wait for one instead (a broker
+    # lost during the few seconds of start-up still stops the worker; its restart waits here)
+    wait_for_brokers(log)
     app = create_app(web_port)
     Worker(app, loglevel=loglevel).execute_from_commandline()

@@ -328,8 +328,9 @@ class Run:
         self.result.recovery_s.setdefault(kind, []).append(time.monotonic() - since)
 
     def wait_started(self, timeout: float = 180) -> None:
-        """Kills start once every processor worker is up: a faust worker that loses a broker
-        while it declares its topics at start-up exits (see docs/reliability.md)."""
+        """Kills start once every processor worker is up: a faust worker that loses its broker
+        in the seconds in which it connects and declares its topics exits (its restart waits
+        for the broker; see docs/reliability.md)."""
         deadline = time.monotonic() + timeout
         names = [n for n in self.pipe.procs if n.startswith("processor")]
         while time.monotonic() < deadline:

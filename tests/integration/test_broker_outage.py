@@ -96,3 +96,45 @@ def test_webhook_answers_503_while_the_broker_is_down_and_loses_nothing(
     finally:
         settings.kafka.cache_clear()
         broker.stop()
+
+
+def wait_for_log(pipeline: Pipeline, name: str, mark: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while mark not in pipeline.log(name):
+        proc = pipeline.procs[name]
+        assert proc.poll() is None, f"{name} exited ({proc.returncode}):\n{pipeline.log(name)}"
+        assert time.monotonic() < deadline, f"no {mark!r} in {name}'s log after {timeout:.0f}s"
+        time.sleep(0.2)
+
+
+def test_a_processor_worker_started_during_an_outage_waits_for_the_broker(
+    tmp_path: Path,
+) -> None:
+    """A worker (re)started while no broker answers waits for one and then starts: it does not
+    exit (faust's clients gave up at once, and a supervisor would restart it in a loop)."""
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        pytest.fail("this test runs its own broker; unset KAFKA_BOOTSTRAP_SERVERS")
+    cfg = settings.StackSettings(
+        stack_state_dir=tmp_path / "stack",
+        kafka_port=free_port(),
+        kafka_controller_port=free_port(),
+    )
+    broker = Kafka(cfg)
+    pipeline = Pipeline(
+        tmp_path / "run",
+        extra_env={"LEDGER_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{cfg.kafka_port}"},
+    )
+    try:
+        assert broker.start()
+        broker.wait_ready()
+        pipeline.cli("topics")
+        assert broker.stop()
+
+        pipeline.start("processor", "processor", "worker")
+        wait_for_log(pipeline, "processor", "no Kafka broker answers", timeout=60)
+        assert broker.start()
+        broker.wait_ready()
+        wait_for_log(pipeline, "processor", "Worker]: Ready", timeout=180)
+    finally:
+        pipeline.stop()
+        broker.stop()
