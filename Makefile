@@ -21,10 +21,11 @@ test: install ## run every test (starts the local stack for the integration test
 test-unit: install ## unit and contract tests only (no servers)
 	$(BIN)/pytest tests/unit tests/contract
 
-lint: install ## ruff and mypy
+lint: install ## ruff, mypy and the import contracts (pyproject.toml, [tool.importlinter])
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy ledgerstream producers processors sinks benchmarks
+	$(BIN)/lint-imports
 
 bench: install ## print benchmark figures (webhook latency, backfill rate, generator)
 	$(BIN)/python -m benchmarks.webhook_bench

@@ -14,7 +14,7 @@ import os
 import secrets
 import time
 
-from ledgerstream import settings, stack, topics
+from ledgerstream import settings, stack, topic_admin
 from ledgerstream.generator import Scenario, generate
 from ledgerstream.pipeline import AppThread
 from ledgerstream.stripe_double import StripeDouble
@@ -43,7 +43,7 @@ def main() -> None:
     settings.stripe.cache_clear()
     settings.kafka.cache_clear()
     try:
-        topics.ensure_all()
+        topic_admin.ensure_all()
         api, publisher = StripeAPI(), EventPublisher()
         end = history.events[-1]["created"] + 1
         t0 = time.perf_counter()

@@ -96,9 +96,9 @@ def stack_status() -> None:
 @main.command("topics")
 def topics_cmd() -> None:
     """Create every topic of the pipeline (idempotent) and register every schema."""
-    from ledgerstream import topics
+    from ledgerstream import topic_admin
 
-    for line in topics.ensure_all():
+    for line in topic_admin.ensure_all():
         click.echo(line)
 
 

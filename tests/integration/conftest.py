@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ledgerstream import settings, topics
+from ledgerstream import settings, topic_admin
 from ledgerstream.generator import History
 from ledgerstream.pipeline import AppThread, Pipeline
 from ledgerstream.stripe_double import StripeDouble
@@ -40,7 +40,7 @@ def isolated(monkeypatch: pytest.MonkeyPatch) -> collections.abc.Iterator[str]:
     monkeypatch.setenv("LEDGER_TOPIC_PREFIX", prefix)
     for cached in (settings.kafka, settings.stripe):
         cached.cache_clear()
-    topics.ensure_all()
+    topic_admin.ensure_all()
     yield prefix
     for cached in (settings.kafka, settings.stripe):
         cached.cache_clear()

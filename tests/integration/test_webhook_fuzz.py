@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from ledgerstream import settings, topics
+from ledgerstream import settings, topic_admin, topics
 from ledgerstream.fixtures import signed, slice_events
 from ledgerstream.pipeline import AppThread
 from producers import webhook
@@ -45,7 +45,7 @@ def server() -> Iterator[str]:
     mp.setenv("LEDGER_STRIPE_WEBHOOK_SECRETS", SECRET)
     for cached in (settings.kafka, settings.stripe):
         cached.cache_clear()
-    topics.ensure_all()
+    topic_admin.ensure_all()
     app = AppThread(webhook.make_app(EventPublisher()))
     yield app.url + "/webhooks/stripe"
     app.close()

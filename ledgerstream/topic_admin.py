@@ -1,0 +1,85 @@
+"""Creating the pipeline's topics (a Kafka admin client): kept apart from ``topics``, which
+only names them, so that code that needs a topic's name imports no Kafka client."""
+
+from __future__ import annotations
+
+import time
+
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from ledgerstream import settings
+from ledgerstream.topics import ALL, PROCESSOR_OWN_TABLES, TopicSpec, dlq_name, name
+
+
+def admin() -> AdminClient:
+    return AdminClient(settings.kafka().client_config())
+
+
+def processor_changelogs() -> list[str]:
+    """The changelog topics of the processor's tables (faust names them ``<app id>-<table>-
+    changelog``). Created with the others, before any worker starts: a worker that had to
+    create them itself while a broker is down (replication factor 3, two brokers up) would
+    run without them."""
+    from ledgerstream.accounting.ledger import table_names
+
+    app_id = settings.ProcessorSettings().app_id
+    return [f"{app_id}-{t}-changelog" for t in [*table_names(), *PROCESSOR_OWN_TABLES]]
+
+
+def ensure_all(specs: tuple[TopicSpec, ...] = ALL, changelogs: bool = True) -> list[str]:
+    """Create missing topics (and their dead-letter topics, and the processor's changelog
+    topics); return one line per topic."""
+    cfg = settings.kafka()
+    client = admin()
+    existing = set(client.list_topics(timeout=10).topics)
+    compact = {"cleanup.policy": "compact"}
+    candidates: list[tuple[str, dict[str, str]]] = []
+    if changelogs:
+        candidates += [(topic, compact) for topic in processor_changelogs()]
+    for spec in specs:
+        candidates.append((name(spec), compact if spec.compacted else {}))
+        if spec.dead_letters:
+            candidates.append((dlq_name(spec), {}))
+    wanted = [
+        NewTopic(
+            topic,
+            num_partitions=cfg.topic_partitions,
+            replication_factor=cfg.topic_replication_factor,
+            config=conf,
+        )
+        for topic, conf in candidates
+        if topic not in existing
+    ]
+    lines = []
+    if wanted:
+        for topic, future in client.create_topics(wanted, operation_timeout=30).items():
+            try:
+                future.result()
+                lines.append(f"created {topic}")
+            except Exception as exc:  # already exists (a concurrent creator) is fine
+                if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                    raise
+                lines.append(f"exists  {topic}")
+    created = {t.topic for t in wanted}
+    _wait_for_leaders(client, created)
+    for spec in specs:
+        for topic in (name(spec), *([dlq_name(spec)] if spec.dead_letters else [])):
+            if topic not in created:
+                lines.append(f"exists  {topic}")
+    return lines
+
+
+def _wait_for_leaders(client: AdminClient, names: set[str], timeout: float = 30.0) -> None:
+    """New topics are usable once every partition has a leader."""
+    deadline = time.monotonic() + timeout
+    while names and time.monotonic() < deadline:
+        md = client.list_topics(timeout=10).topics
+        if all(
+            n in md
+            and md[n].error is None
+            and md[n].partitions
+            and all(p.leader >= 0 for p in md[n].partitions.values())
+            for n in names
+        ):
+            return
+        time.sleep(0.2)
