@@ -62,8 +62,6 @@ class StripeAPI:
         )
         self.throttle = Throttle(cfg.stripe_max_requests_per_s)
         self.requests = 0
-        # every call made (path, params): tests replay them against stripe-mock
-        self.calls: list[tuple[str, dict[str, Any]]] = []
 
     def get(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """``GET path`` as a plain dict, throttled, 429s retried with backoff."""
@@ -76,7 +74,6 @@ class StripeAPI:
             with attempt:
                 self.throttle.wait()
                 self.requests += 1
-                self.calls.append((path, dict(params or {})))
                 response = self.client.raw_request("get", path, **(params or {}))
                 return dict(response.data)
         raise AssertionError("unreachable")
