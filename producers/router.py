@@ -24,11 +24,12 @@ from __future__ import annotations
 import json
 import logging
 import signal
-import time
 from typing import Any
 
 import stripe
 from confluent_kafka import Message
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_never, wait_exponential
+from tenacity.wait import wait_base
 
 from ledgerstream import settings, topics
 from ledgerstream.avro import Serde
@@ -41,8 +42,13 @@ log = logging.getLogger(__name__)
 
 
 class Enricher:
-    def __init__(self, api: StripeAPI):
+    """Adds to an event's object what its booking needs and the event lacks (a charge's balance
+    transaction, a refund's or dispute's charge)."""
+
+    def __init__(self, api: StripeAPI, wait: wait_base | None = None):
         self.api = api
+        # between attempts while Stripe is unreachable, rate-limits or fails
+        self.wait = wait or wait_exponential(multiplier=1, min=1, max=60)
 
     def enrich(self, event: dict[str, Any]) -> dict[str, Any]:
         obj = event["data"]["object"]
@@ -64,25 +70,37 @@ class Enricher:
         return {**event, "data": {**event["data"], "object": obj}}
 
     def _fetch(self, kind: str, object_id: str) -> dict[str, Any] | None:
-        delay = 1.0
-        while True:
-            try:
-                return self.api.retrieve(kind, object_id)
-            except stripe.InvalidRequestError as exc:
-                if exc.http_status == 404:
-                    log.warning("%s %s no longer exists; routed without it", kind, object_id)
-                    return None
-                raise
-            except (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError) as exc:
-                log.warning(
-                    "fetching %s %s failed (%s); retrying in %.0fs",
-                    kind,
-                    object_id,
-                    type(exc).__name__,
-                    delay,
-                )
-                time.sleep(delay)
-                delay = min(delay * 2, 60)
+        """The object, or None if Stripe no longer has it; retried for as long as Stripe is
+        unreachable, rate-limits or fails (``StripeAPI`` already retried each call a few
+        times)."""
+
+        def report(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            wait = state.next_action.sleep if state.next_action else 0.0
+            log.warning(
+                "fetching %s %s failed (%s); retrying in %.0fs",
+                kind,
+                object_id,
+                type(exc).__name__,
+                wait,
+            )
+
+        retrying = Retrying(
+            retry=retry_if_exception_type(
+                (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError)
+            ),
+            wait=self.wait,
+            stop=stop_never,
+            before_sleep=report,
+            reraise=True,
+        )
+        try:
+            return retrying(self.api.retrieve, kind, object_id)
+        except stripe.InvalidRequestError as exc:
+            if exc.http_status == 404:
+                log.warning("%s %s no longer exists; routed without it", kind, object_id)
+                return None
+            raise
 
 
 class Router(Stage):

@@ -31,7 +31,13 @@ PAGE = 100
 
 
 class Throttle:
-    """At most ``rate`` calls per second, spread evenly (thread-safe)."""
+    """At most ``rate`` calls per second, spread evenly (thread-safe).
+
+    Hand-written on purpose: this paces calls (each waits its slot, no bursts), which is what
+    keeps Stripe's per-second limit. The rate-limit libraries looked at (pyrate-limiter,
+    limits) are buckets and windows that answer "allowed now?" and allow a burst up to the
+    bucket size; pacing with them would need a sleep loop around them of about this size.
+    """
 
     def __init__(self, rate: float):
         self.interval = 1.0 / rate if rate > 0 else 0.0

@@ -65,7 +65,15 @@ class NetSuiteAuthError(Exception):
 
 
 class M2MAuth(requests.auth.AuthBase):
-    """OAuth 2.0 client credentials with a signed JWT assertion; bearer token cached."""
+    """OAuth 2.0 client credentials with a signed JWT assertion; bearer token cached.
+
+    The token cache is kept here rather than taken from an OAuth client library: NetSuite's
+    client-credentials flow wants an assertion of its own shape (``scope`` inside the JWT,
+    ``kid`` naming the uploaded certificate, no ``client_id`` form field), while the generic
+    private-key-JWT clients build RFC 7523's (``iss`` = ``sub`` = client id); fitting them
+    would mean overriding their claims and headers, for a cache that is a token, an expiry
+    and a lock. The JWT itself is signed by joserfc.
+    """
 
     ASSERTION_LIFETIME_S = 300
     REFRESH_MARGIN_S = 60
