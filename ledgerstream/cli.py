@@ -154,8 +154,9 @@ def producer_poll(once: bool, interval: float, since: str | None) -> None:
     from producers.publisher import EventPublisher
     from producers.stripe_api import StripeAPI
 
+    api = StripeAPI()  # first: stops if the Stripe key is unset
     publisher = EventPublisher()
-    poller = CatchUpPoller(StripeAPI(), publisher, CursorStore())
+    poller = CatchUpPoller(api, publisher, CursorStore())
     try:
         if once:
             click.echo(str(poller.poll_once(_when(since) if since else None)))
@@ -191,10 +192,11 @@ def producer_backfill(
     from producers.publisher import EventPublisher
     from producers.stripe_api import StripeAPI
 
+    api = StripeAPI()  # first: stops if the Stripe key is unset
     publisher = EventPublisher()
     try:
         counts = backfill(
-            StripeAPI(),
+            api,
             publisher,
             _when(start),
             _when(end) if end else int(time.time()),

@@ -105,6 +105,8 @@ class Pipeline:
             }
         )
         env.setdefault("LEDGER_STRIPE_API_BASE", url_of_stripe_mock())
+        # the emulator's set-up ids and stripe-mock's key (production has no defaults)
+        env.setdefault("LEDGER_PROFILE", "local")
         env.update(self.extra_env)
         return env
 

@@ -15,13 +15,53 @@ import logging
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PREFIX = "LEDGER_"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+_S = TypeVar("_S", bound="_Base")
+
+_LOCAL_CURRENCIES = [
+    "USD",
+    "GBP",
+    "CAD",
+    "EUR",
+    "JPY",
+    "KWD",
+    "BHD",
+    "CHF",
+    "AUD",
+    "SEK",
+    "KRW",
+    "ISK",
+]
+# Named sets of values for settings that have no default. ``local`` is the local stack: the
+# set-up records the NetSuite emulator seeds (``ledgerstream/netsuite_emulator/store.py``) and
+# stripe-mock's key; the demo, the tests and the benchmarks run with LEDGER_PROFILE=local.
+PROFILES: dict[str, dict[str, Any]] = {
+    "local": {
+        "netsuite_subsidiary_id": "1",
+        "netsuite_base_currency": "USD",
+        "netsuite_currency_ids": {code: str(11 + i) for i, code in enumerate(_LOCAL_CURRENCIES)},
+        "netsuite_undeposited_funds_account_id": "101",
+        "netsuite_bank_account_ids": {"USD": "102", "EUR": "103"},
+        "netsuite_fee_account_ids": {"default": "104"},
+        "netsuite_other_income_account_id": "106",
+        "netsuite_fx_account_id": "105",
+        "netsuite_suspense_account_id": "105",
+        "netsuite_payment_method_id": "201",
+        "netsuite_global_item_id": "301",
+        "netsuite_discount_item_id": "302",
+        "netsuite_tax_item_id": "301",
+        "netsuite_shipping_item_id": "301",
+        "netsuite_partial_refund_item_id": "301",
+        "netsuite_income_account_id": "106",
+        "stripe_api_key": "sk_test_123",
+    }
+}
 
 
 def _file_secrets(prefix: str) -> dict[str, str]:
@@ -32,6 +72,20 @@ def _file_secrets(prefix: str) -> dict[str, str]:
             name = key[len(prefix) : -len("_FILE")].lower()
             out[name] = Path(path).read_text().strip()
     return out
+
+
+class MissingSettings(SystemExit):
+    """A component cannot start: settings without a default are not set. The message names
+    every missing variable (a ``SystemExit``: the process stops with it, no traceback)."""
+
+
+def _profile() -> dict[str, Any]:
+    name = os.environ.get(PREFIX + "PROFILE", "")
+    if not name:
+        return {}
+    if name not in PROFILES:
+        raise MissingSettings(f"{PREFIX}PROFILE={name!r} is not a profile (known: local)")
+    return PROFILES[name]
 
 
 class _Base(BaseSettings):
@@ -46,7 +100,30 @@ class _Base(BaseSettings):
             for name, value in _file_secrets(PREFIX).items():
                 if name in cls.model_fields:
                     data.setdefault(name, value)
+            # a named profile fills what neither the environment nor a file gave
+            for name, value in _profile().items():
+                if name in cls.model_fields:
+                    data.setdefault(name, value)
         return data
+
+    @classmethod
+    def load(cls: type[_S]) -> _S:
+        """The settings, or ``MissingSettings`` naming every required variable not set."""
+        try:
+            return cls()
+        except ValidationError as exc:
+            missing = [
+                PREFIX + str(err["loc"][0]).upper()
+                for err in exc.errors()
+                if err["type"] == "missing" and err["loc"]
+            ]
+            if not missing:
+                raise
+            raise MissingSettings(
+                f"missing settings: {', '.join(missing)} (these have no defaults: they name "
+                f"your NetSuite set-up and Stripe account; {PREFIX}PROFILE=local gives the "
+                "local stack's emulator and stripe-mock values)"
+            ) from None
 
 
 class KafkaSettings(_Base):
@@ -122,7 +199,9 @@ class KafkaSettings(_Base):
 
 
 class StripeSettings(_Base):
-    stripe_api_key: SecretStr = SecretStr("sk_test_123")
+    stripe_api_key: SecretStr | None = Field(
+        None, description="secret or restricted key of the Stripe account (no default)"
+    )
     stripe_api_base: str = Field(
         "https://api.stripe.com", description="point at stripe-mock or the test double locally"
     )
@@ -137,6 +216,15 @@ class StripeSettings(_Base):
         description="endpoint signing secrets, JSON list or comma-separated (several: rotation)",
     )
     stripe_webhook_tolerance_s: int = 300
+
+    def api_key(self) -> str:
+        """The Stripe key; only the components that call Stripe need it (not the webhook)."""
+        if self.stripe_api_key is None:
+            raise MissingSettings(
+                f"missing settings: {PREFIX}STRIPE_API_KEY (the Stripe account's secret or "
+                f"restricted key; {PREFIX}PROFILE=local gives stripe-mock's)"
+            )
+        return self.stripe_api_key.get_secret_value()
 
     @model_validator(mode="before")
     @classmethod
@@ -344,48 +432,42 @@ class MetadataSettings(_Base):
     metadata_batch_size: int = 100
 
 
-def _default_currency_ids() -> dict[str, str]:
-    codes = ["USD", "GBP", "CAD", "EUR", "JPY", "KWD", "BHD", "CHF", "AUD", "SEK", "KRW", "ISK"]
-    return {code: str(11 + i) for i, code in enumerate(codes)}
-
-
 class AccountingSettings(_Base):
     """How Stripe objects become NetSuite records: set-up internal ids and policies.
 
-    Internal ids default to the NetSuite emulator's seeded set-up records; see BEHAVIOR.md for
+    The set-up ids have no defaults: they name records of your NetSuite account, and a wrong
+    one posts to the wrong account (``AccountingSettings.load`` names every one not set;
+    ``LEDGER_PROFILE=local`` gives the NetSuite emulator's seeded set-up). See BEHAVIOR.md for
     what each policy does.
     """
 
     # -- NetSuite set-up the records refer to (internal ids)
-    netsuite_subsidiary_id: str = "1"
-    netsuite_base_currency: str = Field("USD", description="the subsidiary's base currency")
+    netsuite_subsidiary_id: str
+    netsuite_base_currency: str = Field(description="the subsidiary's base currency")
     netsuite_currency_ids: dict[str, str] = Field(
-        default_factory=_default_currency_ids,
         description="ISO code -> NetSuite currency internal id (JSON object)",
     )
-    netsuite_undeposited_funds_account_id: str = "101"
+    netsuite_undeposited_funds_account_id: str
     netsuite_bank_account_ids: dict[str, str] = Field(
-        default_factory=lambda: {"USD": "102", "EUR": "103"},
         description="payout currency -> bank account internal id (JSON object)",
     )
     netsuite_fee_account_ids: dict[str, str] = Field(
-        default_factory=lambda: {"default": "104"},
         description="Stripe fee type -> expense account id; 'default' for the rest",
     )
     netsuite_other_income_account_id: str = Field(
-        "106", description="dispute reversals, fee refunds, adjustments"
+        description="dispute reversals, fee refunds, adjustments"
     )
-    netsuite_fx_account_id: str = Field("105", description="currency-conversion differences")
+    netsuite_fx_account_id: str = Field(description="currency-conversion differences")
     netsuite_suspense_account_id: str = Field(
-        "105", description="variance/suspense: what a deposit could not match"
+        description="variance/suspense: what a deposit could not match"
     )
-    netsuite_payment_method_id: str = "201"
-    netsuite_global_item_id: str = Field("301", description="service sale item for every line")
-    netsuite_discount_item_id: str = Field("302", description="discount item (non-posting)")
-    netsuite_tax_item_id: str = Field("301", description="item carrying Stripe tax amounts")
-    netsuite_shipping_item_id: str = Field("301", description="item carrying shipping")
-    netsuite_partial_refund_item_id: str = Field("301", description="generic partial refund item")
-    netsuite_income_account_id: str = Field("106", description="income account of new items")
+    netsuite_payment_method_id: str
+    netsuite_global_item_id: str = Field(description="service sale item for every line")
+    netsuite_discount_item_id: str = Field(description="discount item (non-posting)")
+    netsuite_tax_item_id: str = Field(description="item carrying Stripe tax amounts")
+    netsuite_shipping_item_id: str = Field(description="item carrying shipping")
+    netsuite_partial_refund_item_id: str = Field(description="generic partial refund item")
+    netsuite_income_account_id: str = Field(description="income account of new items")
     netsuite_global_customer_id: str | None = Field(
         None, description="internal id of an existing customer for global mode (else created)"
     )
@@ -437,4 +519,4 @@ def stack() -> StackSettings:
 
 @lru_cache
 def accounting() -> AccountingSettings:
-    return AccountingSettings()
+    return AccountingSettings.load()

@@ -312,6 +312,7 @@ def run_worker(web_port: int = 6066, loglevel: str = "info") -> None:
     store.fix_mmap_threshold(settings.ProcessorSettings().processor_malloc_mmap_threshold_kb)
     # faust's clients give up when no broker answers at start: wait for one instead (a broker
     # lost during the few seconds of start-up still stops the worker; its restart waits here)
+    settings.accounting()  # stops here, naming every NetSuite set-up id that is not set
     wait_for_brokers(log)
     app = create_app(web_port)
     Worker(app, loglevel=loglevel).execute_from_commandline()

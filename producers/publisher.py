@@ -70,20 +70,23 @@ class EventPublisher:
                 topics.STRIPE_PAYOUT_TRANSACTIONS,
             )
         }
+        # every piece of state exists before the threads start: the poll thread serves the
+        # error callback at once, and a broker refusing the first connection made it fail on
+        # a missing attribute and die (no delivery report served after that)
         self._stop = threading.Event()
-        self._poller = threading.Thread(target=self._poll, name="kafka-poll", daemon=True)
-        self._poller.start()
         # set while no broker answers: a webhook then gets its 503 at once instead of after
         # the whole delivery timeout (Stripe retries it either way)
         self.down = threading.Event()
         self._answered = threading.Event()  # a broker has answered since start-up
         self._suspect = threading.Event()
-        self._watcher = threading.Thread(target=self._watch, name="kafka-watch", daemon=True)
-        self._watcher.start()
         self.counts: dict[str, int] = {"published": 0, "ignored": 0, "rejected": 0}
         self._lock = threading.Lock()
         self._errors: list[str] = []  # delivery errors of enqueued records, until acknowledged
         self._enqueued = 0
+        self._poller = threading.Thread(target=self._poll, name="kafka-poll", daemon=True)
+        self._watcher = threading.Thread(target=self._watch, name="kafka-watch", daemon=True)
+        self._poller.start()
+        self._watcher.start()
 
     def _poll(self) -> None:
         while not self._stop.is_set():

@@ -116,9 +116,9 @@ class Router(Stage):
         publisher: EventPublisher | None = None,
         batch: int = 200,
     ):
+        self.enricher = Enricher(api or StripeAPI())  # first: stops if the Stripe key is unset
         # a broker outage shorter than this is waited out, not a reason to stop
         self.publisher = publisher or EventPublisher(delivery_timeout_ms=STAGE_DELIVERY_TIMEOUT_MS)
-        self.enricher = Enricher(api or StripeAPI())
         self.topic = topics.name(topics.STRIPE_EVENTS)
         self.serde = Serde(self.topic, topics.STRIPE_EVENTS.schema or "")
         self.group_id = settings.kafka().topic("ledgerstream-router")

@@ -61,7 +61,7 @@ class StripeAPI:
     ):
         cfg = cfg or settings.stripe()
         self.client = client or stripe.StripeClient(
-            cfg.stripe_api_key.get_secret_value(),
+            cfg.api_key(),
             base_addresses={"api": cfg.stripe_api_base},
             stripe_version=cfg.stripe_api_version,
             max_network_retries=3,

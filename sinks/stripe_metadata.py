@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 def stripe_client() -> stripe.StripeClient:
     cfg = settings.stripe()
     return stripe.StripeClient(
-        cfg.stripe_api_key.get_secret_value(),
+        cfg.api_key(),
         base_addresses={"api": cfg.stripe_api_base},
         stripe_version=cfg.stripe_api_version,
         max_network_retries=2,

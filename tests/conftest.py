@@ -8,7 +8,13 @@ cannot start, every integration test errors.
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# the local stack's values for the settings production must set (NetSuite set-up ids, the
+# Stripe key): the emulator's seeded records and stripe-mock's key
+os.environ.setdefault("LEDGER_PROFILE", "local")
 
 _started: list[str] = []
 _stack_error: list[BaseException] = []

@@ -583,6 +583,7 @@ def summary(base: RoundResult, results: list[RoundResult]) -> str:
 
 
 def main() -> None:
+    os.environ.setdefault("LEDGER_PROFILE", "local")  # the emulator's set-up, stripe-mock's key
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--kills-per-round", type=int, default=1)

@@ -1,8 +1,16 @@
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from ledgerstream.settings import KafkaSettings, NetSuiteSettings, StripeSettings
+from ledgerstream.settings import (
+    AccountingSettings,
+    KafkaSettings,
+    NetSuiteSettings,
+    StripeSettings,
+)
 
 
 def test_standard_kafka_names_are_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -58,3 +66,84 @@ def test_worker_web_server_listens_on_loopback_unless_told(monkeypatch: pytest.M
     assert create_app(7001).conf.web_bind == "127.0.0.1"  # faust alone binds every interface
     monkeypatch.setenv("LEDGER_PROCESSOR_WEB_BIND", "0.0.0.0")
     assert create_app(7002).conf.web_bind == "0.0.0.0"
+
+
+SETUP_IDS = [
+    "LEDGER_NETSUITE_SUBSIDIARY_ID",
+    "LEDGER_NETSUITE_BASE_CURRENCY",
+    "LEDGER_NETSUITE_CURRENCY_IDS",
+    "LEDGER_NETSUITE_UNDEPOSITED_FUNDS_ACCOUNT_ID",
+    "LEDGER_NETSUITE_BANK_ACCOUNT_IDS",
+    "LEDGER_NETSUITE_FEE_ACCOUNT_IDS",
+    "LEDGER_NETSUITE_OTHER_INCOME_ACCOUNT_ID",
+    "LEDGER_NETSUITE_FX_ACCOUNT_ID",
+    "LEDGER_NETSUITE_SUSPENSE_ACCOUNT_ID",
+    "LEDGER_NETSUITE_PAYMENT_METHOD_ID",
+    "LEDGER_NETSUITE_GLOBAL_ITEM_ID",
+    "LEDGER_NETSUITE_DISCOUNT_ITEM_ID",
+    "LEDGER_NETSUITE_TAX_ITEM_ID",
+    "LEDGER_NETSUITE_SHIPPING_ITEM_ID",
+    "LEDGER_NETSUITE_PARTIAL_REFUND_ITEM_ID",
+    "LEDGER_NETSUITE_INCOME_ACCOUNT_ID",
+]
+
+
+def test_netsuite_setup_ids_and_the_stripe_key_have_no_production_defaults(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("LEDGER_PROFILE", raising=False)
+    monkeypatch.chdir(tmp_path)  # no .env
+    for name in SETUP_IDS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LEDGER_NETSUITE_PAYMENT_METHOD_ID", "7")  # one given: not named
+    with pytest.raises(SystemExit) as refused:
+        AccountingSettings.load()
+    message = str(refused.value)
+    named = [name for name in SETUP_IDS if name in message]
+    assert named == [n for n in SETUP_IDS if n != "LEDGER_NETSUITE_PAYMENT_METHOD_ID"]
+    monkeypatch.delenv("LEDGER_STRIPE_API_KEY", raising=False)
+    with pytest.raises(SystemExit, match="LEDGER_STRIPE_API_KEY"):
+        StripeSettings().api_key()
+
+
+def test_the_local_profile_gives_the_emulators_setup_and_the_environment_wins(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LEDGER_PROFILE", "local")
+    monkeypatch.setenv("LEDGER_NETSUITE_BANK_ACCOUNT_IDS", '{"USD": "900"}')
+    cfg = AccountingSettings.load()
+    assert cfg.netsuite_undeposited_funds_account_id == "101"  # the emulator's seeded account
+    assert cfg.netsuite_bank_account_ids == {"USD": "900"}
+    assert StripeSettings().api_key() == "sk_test_123"  # stripe-mock's
+    monkeypatch.setenv("LEDGER_PROFILE", "prod")
+    with pytest.raises(SystemExit, match="LEDGER_PROFILE='prod' is not a profile"):
+        AccountingSettings.load()
+
+
+@pytest.mark.parametrize(
+    ("command", "names"),
+    [
+        (["processor", "worker"], SETUP_IDS),
+        (["producer", "route"], ["LEDGER_STRIPE_API_KEY"]),
+        (["producer", "payout-contents"], ["LEDGER_STRIPE_API_KEY"]),
+        (["sink", "stripe-metadata"], ["LEDGER_STRIPE_API_KEY"]),
+    ],
+    ids=["processor", "router", "payout-contents", "metadata-writer"],
+)
+def test_a_component_without_its_settings_refuses_to_start_naming_them(
+    command: list[str], names: list[str], tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")}
+    env["LEDGER_KAFKA_BOOTSTRAP_SERVERS"] = "127.0.0.1:9"  # never reached: it stops before
+    proc = subprocess.run(
+        [sys.executable, "-m", "ledgerstream.cli", *command],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    assert all(name in proc.stderr for name in names), proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
