@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import click
 
@@ -252,14 +253,45 @@ def producer_replay(path: str) -> None:
 @click.option("--customers", default=5, show_default=True)
 @click.option("--months", default=3, show_default=True)
 @click.option("--rate-limit", default=None, type=float, help="requests/s before 429")
+@click.option(
+    "--history",
+    "recorded",
+    default=None,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="serve this recorded history (events.jsonl, objects.jsonl, payout_contents/; see "
+    "ledgerstream/testing/recorded.py) instead of a generated one",
+)
+@click.option(
+    "--save",
+    default=None,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="write the generated history there in the recorded layout, and exit",
+)
 def stripe_double_cmd(
-    host: str, port: int, seed: int, customers: int, months: int, rate_limit: float | None
+    host: str,
+    port: int,
+    seed: int,
+    customers: int,
+    months: int,
+    rate_limit: float | None,
+    recorded: Path | None,
+    save: Path | None,
 ) -> None:
-    """Serve a generated Stripe history on the endpoints the pipeline uses (tests, demo)."""
+    """Serve a Stripe history on the endpoints the pipeline uses: a generated one (tests, demo)
+    or a recorded one (an export of your own account)."""
     from ledgerstream.generator import Scenario, generate
     from ledgerstream.stripe_double import serve
+    from ledgerstream.testing import recorded as files
 
-    serve(generate(Scenario(seed=seed, customers=customers, months=months)), host, port, rate_limit)
+    if recorded is not None:
+        history = files.load(recorded)
+    else:
+        history = generate(Scenario(seed=seed, customers=customers, months=months))
+    if save is not None:
+        files.save(history, save)
+        click.echo(f"{len(history.events)} events, {len(history.objects)} objects -> {save}")
+        return
+    serve(history, host, port, rate_limit)
 
 
 # --------------------------------------------------------------------------- processor
