@@ -99,7 +99,7 @@ def topics_cmd() -> None:
     """Create every topic of the pipeline (idempotent) and register every schema."""
     from ledgerstream import topic_admin
 
-    for line in topic_admin.ensure_all():
+    for line in [*topic_admin.ensure_all(), *topic_admin.register_schemas()]:
         click.echo(line)
 
 

@@ -83,3 +83,22 @@ def _wait_for_leaders(client: AdminClient, names: set[str], timeout: float = 30.
         ):
             return
         time.sleep(0.2)
+
+
+def register_schemas(specs: tuple[TopicSpec, ...] = ALL) -> list[str]:
+    """Register each topic's value schema under ``<topic>-value`` (what the serializers would
+    do at their first record): a schema the registry refuses as incompatible stops here, at
+    set-up, instead of at the first record of that topic. One line per subject."""
+    from confluent_kafka.schema_registry import Schema
+
+    from ledgerstream.avro import registry, schema_text
+
+    client = registry()
+    lines = []
+    for spec in specs:
+        if spec.schema is None:
+            continue
+        subject = f"{name(spec)}-value"
+        schema_id = client.register_schema(subject, Schema(schema_text(spec.schema), "AVRO"))
+        lines.append(f"schema  {subject} (id {schema_id})")
+    return lines

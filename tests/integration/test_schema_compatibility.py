@@ -11,11 +11,14 @@ from __future__ import annotations
 import json
 import subprocess
 import uuid
+from pathlib import Path
 
 import pytest
 from confluent_kafka.schema_registry import Schema
 
+from ledgerstream import topics
 from ledgerstream.avro import SCHEMA_DIR, registry, schema_names, schema_text
+from ledgerstream.pipeline import Pipeline
 from ledgerstream.settings import PROJECT_ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("local_stack")]
@@ -78,3 +81,16 @@ def test_an_incompatible_change_is_refused() -> None:
         {"name": "optional", "type": ["null", "string"], "default": None, "doc": "x"},
     ]
     assert client.test_compatibility(subject, Schema(json.dumps(compatible), "AVRO"))
+
+
+def test_the_topics_command_registers_every_topics_schema(tmp_path: Path) -> None:
+    pipe = Pipeline(tmp_path)
+    out = pipe.cli("topics")
+    client = registry()
+    for spec in topics.ALL:
+        if spec.schema is None:
+            continue
+        subject = f"{pipe.prefix}{spec.name}-value"
+        latest = client.get_latest_version(subject)
+        assert json.loads(latest.schema.schema_str) == json.loads(schema_text(spec.schema))
+        assert f"schema  {subject} (id {latest.schema_id})" in out
