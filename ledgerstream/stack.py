@@ -487,6 +487,17 @@ class Kafka(Server):
             if len(p.isrs) < len(p.replicas)
         )
 
+    def wait_in_sync(self, timeout: float = 180) -> str:
+        """Until no partition of the cluster is under-replicated."""
+
+        def in_sync() -> str | None:
+            lagging = self.under_replicated()
+            if lagging:
+                raise StackError(f"{len(lagging)} under-replicated, e.g. {lagging[:5]}")
+            return "every partition in sync"
+
+        return _wait(in_sync, timeout, f"{self.name}: replicas", self.log_file)
+
     def probe(self) -> str:
         md, conf = self._metadata()
         if not md.brokers:

@@ -298,13 +298,7 @@ class Run:
         down: no controller quorum, partitions below ``min.insync.replicas``), and a webhook
         got a 503 for an outage the suite itself had made."""
         node.wait_ready()
-        deadline = time.monotonic() + timeout
-        lagging = node.under_replicated()
-        while lagging:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"still under-replicated after {timeout:.0f}s: {lagging[:10]}")
-            time.sleep(0.5)
-            lagging = node.under_replicated()
+        node.wait_in_sync(timeout)
 
     def _watch_recovery(self, name: str, log: Path | None, offset: int, since: float) -> None:
         deadline = since + 300

@@ -30,9 +30,8 @@ def post(pipeline: Pipeline, event: dict) -> int:
     ).status_code
 
 
-def test_webhook_answers_503_while_the_broker_is_down_and_loses_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def own_broker(tmp_path: Path, **env: str) -> tuple[Kafka, Pipeline]:
+    """A single-node Kafka of the test's own (not started yet) and a pipeline pointed at it."""
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         pytest.fail("this test runs its own broker; unset KAFKA_BOOTSTRAP_SERVERS")
     cfg = settings.StackSettings(
@@ -41,15 +40,16 @@ def test_webhook_answers_503_while_the_broker_is_down_and_loses_nothing(
         kafka_controller_port=free_port(),
     )
     broker = Kafka(cfg)
-    bootstrap = f"127.0.0.1:{cfg.kafka_port}"
-    pipeline = Pipeline(
-        tmp_path / "run",
-        extra_env={
-            "LEDGER_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-            # long: while no broker answers the 503 must come at once, not after this
-            "LEDGER_PUBLISH_TIMEOUT_MS": "30000",
-        },
-    )
+    extra = {"LEDGER_KAFKA_BOOTSTRAP_SERVERS": cfg.kafka_bootstrap(), **env}
+    return broker, Pipeline(tmp_path / "run", extra_env=extra)
+
+
+def test_webhook_answers_503_while_the_broker_is_down_and_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # long: while no broker answers the 503 must come at once, not after this
+    broker, pipeline = own_broker(tmp_path, LEDGER_PUBLISH_TIMEOUT_MS="30000")
+    bootstrap = broker.cfg.kafka_bootstrap()
     try:
         assert broker.start()
         broker.wait_ready()
@@ -112,18 +112,7 @@ def test_a_processor_worker_started_during_an_outage_waits_for_the_broker(
 ) -> None:
     """A worker (re)started while no broker answers waits for one and then starts: it does not
     exit (faust's clients gave up at once, and a supervisor would restart it in a loop)."""
-    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
-        pytest.fail("this test runs its own broker; unset KAFKA_BOOTSTRAP_SERVERS")
-    cfg = settings.StackSettings(
-        stack_state_dir=tmp_path / "stack",
-        kafka_port=free_port(),
-        kafka_controller_port=free_port(),
-    )
-    broker = Kafka(cfg)
-    pipeline = Pipeline(
-        tmp_path / "run",
-        extra_env={"LEDGER_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{cfg.kafka_port}"},
-    )
+    broker, pipeline = own_broker(tmp_path)
     try:
         assert broker.start()
         broker.wait_ready()
