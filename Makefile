@@ -24,7 +24,7 @@ test-unit: install ## unit and contract tests only (no servers)
 lint: install ## ruff, mypy and the import contracts (pyproject.toml, [tool.importlinter])
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy ledgerstream producers processors sinks benchmarks
+	$(BIN)/mypy ledgerstream benchmarks
 	$(BIN)/lint-imports
 
 bench: install ## print benchmark figures (webhook latency, backfill rate, generator)
@@ -52,7 +52,7 @@ docker-down: ## stop the Docker stack
 	docker compose -f docker-compose.kafka.yml down -v
 
 clean: ## remove the virtualenv and the stack's state (not the download cache)
-	-$(BIN)/ledgerstream stack down
-	rm -rf $(VENV) .stack .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	-$(BIN)/ledgerstream stack down --wipe
+	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
 .PHONY: help install demo test test-unit lint bench chaos stack-up stack-down stack-status docker-up docker-down clean

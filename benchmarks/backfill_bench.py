@@ -17,10 +17,10 @@ import time
 from ledgerstream import settings, stack, topic_admin
 from ledgerstream.generator import Scenario, generate
 from ledgerstream.pipeline import AppThread
+from ledgerstream.producers.backfill import backfill
+from ledgerstream.producers.publisher import EventPublisher
+from ledgerstream.producers.stripe_api import StripeAPI
 from ledgerstream.stripe_double import StripeDouble
-from producers.backfill import backfill
-from producers.publisher import EventPublisher
-from producers.stripe_api import StripeAPI
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ import faust
 
 from ledgerstream import settings, topics
 from ledgerstream.avro import Serde
-from processors.app import INPUTS
+from ledgerstream.processors.app import INPUTS
 
 
 def create_app() -> faust.App:

@@ -1,5 +1,9 @@
 """Avro contracts: the ``schemas/*.avsc`` files and Confluent wire-format (de)serializers.
 
+The schemas are package data of ``ledgerstream.schemas`` (the checkout's ``schemas/`` folder),
+read through ``importlib.resources``: the same code reads them from a checkout and from an
+installed wheel.
+
 The schema registry is any Confluent-compatible one (Apicurio's ``/apis/ccompat/v7`` locally).
 Subjects use the topic-name strategy (``<topic>-value``).
 """
@@ -8,6 +12,7 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
+from importlib import resources
 from typing import Any
 
 from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -16,17 +21,19 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 
 from ledgerstream import settings
 
-SCHEMA_DIR = settings.PROJECT_ROOT / "schemas"
+SCHEMAS = resources.files("ledgerstream.schemas")
 
 
 @lru_cache
 def schema_text(name: str) -> str:
     """The canonical text of ``schemas/<name>.avsc``."""
-    return json.dumps(json.loads((SCHEMA_DIR / f"{name}.avsc").read_text()))
+    return json.dumps(json.loads(SCHEMAS.joinpath(f"{name}.avsc").read_text(encoding="utf-8")))
 
 
 def schema_names() -> list[str]:
-    return sorted(p.stem for p in SCHEMA_DIR.glob("*.avsc"))
+    return sorted(
+        p.name.removesuffix(".avsc") for p in SCHEMAS.iterdir() if p.name.endswith(".avsc")
+    )
 
 
 _clients: dict[str, SchemaRegistryClient] = {}

@@ -72,13 +72,25 @@ def stack_up(brokers: int | None) -> None:
 
 
 @stack.command("down")
-def stack_down() -> None:
+@click.option(
+    "--wipe",
+    is_flag=True,
+    help="then delete the state directory (the local stack's topics, schemas, logs); the "
+    "download cache stays",
+)
+def stack_down(wipe: bool) -> None:
     """Stop exactly the processes `stack up` started."""
+    import shutil
+
     from ledgerstream import stack as local_stack
 
     left = local_stack.down(echo=click.echo)
     if left:
         raise click.ClickException("processes of the stack are still running:\n" + "\n".join(left))
+    if wipe:
+        state = settings.stack().stack_state_dir
+        shutil.rmtree(state, ignore_errors=True)
+        click.echo(f"removed {state}")
 
 
 @stack.command("status")
@@ -114,7 +126,7 @@ def producer() -> None:
 @click.option("--port", default=8000, show_default=True, envvar="LEDGER_WEBHOOK_PORT")
 def producer_webhook(host: str, port: int) -> None:
     """Receive signed Stripe webhooks and publish them to the stripe.* topics."""
-    from producers.webhook import serve
+    from ledgerstream.producers.webhook import serve
 
     serve(host, port)
 
@@ -150,10 +162,10 @@ def producer_poll(once: bool, interval: float, since: str | None) -> None:
     """Catch up from the Events API after the last event seen (cursor kept in Kafka)."""
     import signal
 
-    from producers.cursor import CursorStore
-    from producers.poller import CatchUpPoller, StopFlag
-    from producers.publisher import EventPublisher
-    from producers.stripe_api import StripeAPI
+    from ledgerstream.producers.cursor import CursorStore
+    from ledgerstream.producers.poller import CatchUpPoller, StopFlag
+    from ledgerstream.producers.publisher import EventPublisher
+    from ledgerstream.producers.stripe_api import StripeAPI
 
     api = StripeAPI()  # first: stops if the Stripe key is unset
     publisher = EventPublisher()
@@ -189,9 +201,9 @@ def producer_backfill(
     """Publish history from the list endpoints, for any period (beyond 30 days)."""
     import time
 
-    from producers.backfill import backfill
-    from producers.publisher import EventPublisher
-    from producers.stripe_api import StripeAPI
+    from ledgerstream.producers.backfill import backfill
+    from ledgerstream.producers.publisher import EventPublisher
+    from ledgerstream.producers.stripe_api import StripeAPI
 
     api = StripeAPI()  # first: stops if the Stripe key is unset
     publisher = EventPublisher()
@@ -213,7 +225,7 @@ def producer_backfill(
 @producer.command("route")
 def producer_route() -> None:
     """Turn raw stripe.events into the typed object topics, fetching what events lack."""
-    from producers.router import run
+    from ledgerstream.producers.router import run
 
     run()
 
@@ -221,7 +233,7 @@ def producer_route() -> None:
 @producer.command("payout-contents")
 def producer_payout_contents() -> None:
     """Fetch and publish the balance transactions of every paid automatic payout."""
-    from producers.payouts import run
+    from ledgerstream.producers.payouts import run
 
     run()
 
@@ -230,8 +242,8 @@ def producer_payout_contents() -> None:
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 def producer_replay(path: str) -> None:
     """Publish Stripe Event objects from a JSON-lines file (one event per line)."""
-    from producers.publisher import EventPublisher
-    from producers.replay import replay_lines
+    from ledgerstream.producers.publisher import EventPublisher
+    from ledgerstream.producers.replay import replay_lines
 
     publisher = EventPublisher()
     try:
@@ -304,7 +316,7 @@ def processor() -> None:
 @click.option("--web-port", default=6066, show_default=True, envvar="LEDGER_WORKER_WEB_PORT")
 def processor_worker(web_port: int) -> None:
     """Run one faust worker; start several with the same LEDGER_APP_ID to scale out."""
-    from processors.app import run_worker
+    from ledgerstream.processors.app import run_worker
 
     # the level given to ``ledgerstream --log-level`` (faust sets up its own handlers)
     level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
@@ -320,7 +332,7 @@ def sink() -> None:
 @sink.command("netsuite")
 def sink_netsuite() -> None:
     """Write NetSuite commands as PUT eid: upserts; emit back-references."""
-    from sinks.netsuite import run
+    from ledgerstream.sinks.netsuite import run
 
     run()
 
@@ -328,7 +340,7 @@ def sink_netsuite() -> None:
 @sink.command("stripe-metadata")
 def sink_stripe_metadata() -> None:
     """Store NetSuite internal ids in the Stripe objects' metadata."""
-    from sinks.stripe_metadata import run
+    from ledgerstream.sinks.stripe_metadata import run
 
     run()
 
@@ -344,10 +356,10 @@ def emulator() -> None:
 @click.option("--port", default=8095, show_default=True, envvar="LEDGER_EMULATOR_PORT")
 @click.option(
     "--data",
-    default=".stack/netsuite-emulator.sqlite",
-    show_default=True,
+    default=None,
     envvar="LEDGER_EMULATOR_DATA",
-    help="file that keeps the emulator's records across restarts",
+    help="file that keeps the emulator's records across restarts "
+    "[default: netsuite-emulator.sqlite in the stack's state directory]",
 )
 @click.option(
     "--concurrency-limit",
@@ -383,7 +395,7 @@ def emulator() -> None:
 def emulator_netsuite(
     host: str,
     port: int,
-    data: str,
+    data: str | None,
     concurrency_limit: int,
     latency_ms: float,
     latency_sigma: float,
@@ -410,6 +422,10 @@ def emulator_netsuite(
         token_ttl_s=token_ttl_s,
         seed=seed,
     )
+    if data is None:
+        state = settings.stack().stack_state_dir
+        state.mkdir(parents=True, exist_ok=True)
+        data = str(state / "netsuite-emulator.sqlite")
     serve(host, port, data, behaviour)
 
 

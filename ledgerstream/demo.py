@@ -63,8 +63,8 @@ def run_demo(keep_running: bool = False, echo: Callable[[str], None] = print) ->
             time.sleep(0.5)
         echo("\nback-references written to Stripe metadata (stripe-mock):")
         for line in pipeline.log("metadata").splitlines():
-            if "sinks.stripe_metadata" in line and "metadata {" in line:
-                echo("  " + line.split("sinks.stripe_metadata: ", 1)[1])
+            if "ledgerstream.sinks.stripe_metadata" in line and "metadata {" in line:
+                echo("  " + line.split("ledgerstream.sinks.stripe_metadata: ", 1)[1])
         return 0
     finally:
         if keep_running:

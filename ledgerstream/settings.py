@@ -17,11 +17,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
+import platformdirs
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PREFIX = "LEDGER_"
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# Where files go by default: the user's XDG directories (platformdirs), never the checkout or
+# the installed package. Each has a setting of its own.
+APP = "ledgerstream"
 _S = TypeVar("_S", bound="_Base")
 
 _LOCAL_CURRENCIES = [
@@ -311,10 +314,16 @@ class NetSuiteSettings(_Base):
 class StackSettings(_Base):
     """Where the embedded local stack keeps its downloads and its running state."""
 
-    stack_cache_dir: Path = (
-        Path(os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache"))) / "ledgerstream"
+    stack_cache_dir: Path = Field(
+        default_factory=lambda: platformdirs.user_cache_path(APP),
+        description="downloaded servers (Kafka, Apicurio, stripe-mock); default "
+        "$XDG_CACHE_HOME/ledgerstream (~/.cache/ledgerstream)",
     )
-    stack_state_dir: Path = PROJECT_ROOT / ".stack"
+    stack_state_dir: Path = Field(
+        default_factory=lambda: platformdirs.user_state_path(APP),
+        description="the local stack's logs, pid files and data; default "
+        "$XDG_STATE_HOME/ledgerstream (~/.local/state/ledgerstream)",
+    )
     kafka_version: str = "4.3.1"
     apicurio_version: str = "3.3.3"
     stripe_mock_version: str = "v0.197.0"
@@ -346,7 +355,9 @@ class ProcessorSettings(_Base):
 
     app_id: str = Field("ledgerstream-processor", description="consumer group / faust app id")
     processor_data_dir: str = Field(
-        str(PROJECT_ROOT / ".stack" / "faust"), description="RocksDB table directory"
+        default_factory=lambda: str(platformdirs.user_data_path(APP) / "faust"),
+        description="RocksDB table directory; default $XDG_DATA_HOME/ledgerstream/faust "
+        "(~/.local/share/ledgerstream/faust)",
     )
     processor_store: str = Field("rocksdb://", description="faust table store URL")
     processor_web_bind: str = Field(

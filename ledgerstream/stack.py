@@ -4,7 +4,7 @@ No Docker: the servers come from the registries this machine reaches. Kafka's br
 Apicurio are Maven Central artifacts (collected with Maven into a cache directory), stripe-mock
 is built with ``go install``. Downloads are cached (``LEDGER_STACK_CACHE_DIR``, default
 ``~/.cache/ledgerstream``); logs, pid files and data live in one state directory
-(``LEDGER_STACK_STATE_DIR``, default ``.stack/`` in the checkout).
+(``LEDGER_STACK_STATE_DIR``, default ``~/.local/state/ledgerstream``: XDG, never the checkout).
 
 A server whose address is given in the environment (``KAFKA_BOOTSTRAP_SERVERS``,
 ``SCHEMA_REGISTRY_URL``, ``STRIPE_MOCK_URL``) is external: it is checked, never started or

@@ -6,7 +6,7 @@ depends on it are recomputed and sent to ``netsuite.commands`` when they changed
 
 Guarantee: for every committed input offset, every command, dead letter and table change
 derived from it was acknowledged by the broker (acks=all) before the commit was sent
-(``processors.delivery``: faust's own flush gave up after 0.1 s without progress and ignored
+(``.delivery``: faust's own flush gave up after 0.1 s without progress and ignored
 failed deliveries, so a kill -9 could lose table changes for good). A write that fails forbids
 every later commit and stops the worker. At-least-once: a crash replays the uncommitted
 records, tables are rebuilt from their changelogs, and since every command is a pure function of
@@ -33,7 +33,7 @@ exception, checked before anything is stored), goes to ``<topic>.dlq`` with
 topic/partition/offset and the reason; the worker carries on. (faust acks and commits a record
 whose agent raised, so nothing may escape the agent: it would be dropped silently.)
 
-Memory: the tables live in RocksDB within one budget per worker (``processors.store``,
+Memory: the tables live in RocksDB within one budget per worker (``ledgerstream.processors.store``,
 ``LEDGER_PROCESSOR_ROCKSDB_*``); nothing in the Python heap grows with the number of keys.
 ``GET /ledger/memory/`` on the worker's web port reports resident size, Python heap and RocksDB
 cache figures (``?objects=1`` also counts the objects the garbage collector tracks — that one
@@ -55,8 +55,8 @@ from ledgerstream.accounting.ledger import Ledger, Outcome
 from ledgerstream.avro import Serde
 from ledgerstream.commands import Command
 from ledgerstream.kafka_util import dead_letter_headers, wait_for_brokers
-from processors import store
-from processors.delivery import AckedProducer, LedgerApp
+from ledgerstream.processors import store
+from ledgerstream.processors.delivery import AckedProducer, LedgerApp
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ faust-streaming has no app-wide RocksDB setting: the hook is the ``Table`` class
 ``App(Table=...)`` setting), whose store gets these options instead of faust's defaults.
 
 Two more things grew with the key count, both leftovers of table recovery rather than live
-data (``processors.app`` sets them): glibc's rising mmap threshold kept freed memtable blocks
+data (``.app`` sets them): glibc's rising mmap threshold kept freed memtable blocks
 in the heap (``fix_mmap_threshold``), and recovery handed whole fetches of every changelog
 partition to Python at once, whose freed objects left the Python heap's arenas mostly empty
 but never returned (``LEDGER_PROCESSOR_MAX_POLL_RECORDS``,

@@ -15,9 +15,9 @@ from collections.abc import Iterable, Iterator
 
 from tqdm import tqdm
 
-from producers.payouts import publish_payout_contents, wants_contents
-from producers.publisher import EventPublisher
-from producers.stripe_api import LIST_ENDPOINTS, StripeAPI
+from ledgerstream.producers.payouts import publish_payout_contents, wants_contents
+from ledgerstream.producers.publisher import EventPublisher
+from ledgerstream.producers.stripe_api import LIST_ENDPOINTS, StripeAPI
 
 log = logging.getLogger(__name__)
 

@@ -23,10 +23,10 @@ from tenacity import Retrying, retry_if_exception, stop_never, wait_random_expon
 
 from ledgerstream import settings, topics
 from ledgerstream.avro import Serde
+from ledgerstream.producers.publisher import STAGE_DELIVERY_TIMEOUT_MS, EventPublisher, PublishError
+from ledgerstream.producers.stripe_api import StripeAPI
 from ledgerstream.stage import ProduceFailed, Runner, Stage
 from ledgerstream.stripe_records import BadEvent
-from producers.publisher import STAGE_DELIVERY_TIMEOUT_MS, EventPublisher, PublishError
-from producers.stripe_api import StripeAPI
 
 log = logging.getLogger(__name__)
 

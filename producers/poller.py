@@ -12,10 +12,10 @@ import logging
 import time
 from dataclasses import dataclass
 
+from ledgerstream.producers.cursor import CursorStore
+from ledgerstream.producers.publisher import EventPublisher
+from ledgerstream.producers.stripe_api import StripeAPI
 from ledgerstream.stripe_records import BadEvent
-from producers.cursor import CursorStore
-from producers.publisher import EventPublisher
-from producers.stripe_api import StripeAPI
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Publishing Stripe events to Kafka, awaiting the broker's acknowledgement.
 
 Every source (webhook, Events API poller, replay file, backfill) writes the event unchanged to
-``stripe.events``; the router (``producers.router``) fetches what an event does not carry and
+``stripe.events``; the router (``.router``) fetches what an event does not carry and
 writes the typed records of the object topics, so all sources take exactly one path.
 
 Guarantee: ``publish`` returns only after the broker acknowledged the record (acks=all,

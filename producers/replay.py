@@ -12,8 +12,8 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
+from ledgerstream.producers.publisher import EventPublisher, Outgoing
 from ledgerstream.stripe_records import BadEvent
-from producers.publisher import EventPublisher, Outgoing
 
 
 def replay_lines(

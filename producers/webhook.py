@@ -21,8 +21,8 @@ import stripe
 from aiohttp import web
 
 from ledgerstream import settings
+from ledgerstream.producers.publisher import EventPublisher, PublishError
 from ledgerstream.stripe_records import BadEvent
-from producers.publisher import EventPublisher, PublishError
 
 log = logging.getLogger(__name__)
 

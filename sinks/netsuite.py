@@ -53,9 +53,13 @@ from ledgerstream import settings, topics
 from ledgerstream.avro import Serde
 from ledgerstream.commands import Command, canonical_json, resolve_refs, sublists
 from ledgerstream.kafka_util import end_offset, where
+from ledgerstream.sinks.limiter import AdaptiveLimiter
+from ledgerstream.sinks.netsuite_client import (
+    NetSuiteAuthError,
+    NetSuiteClient,
+    NetSuiteResponseError,
+)
 from ledgerstream.stage import ProduceFailed, Runner, Stage
-from sinks.limiter import AdaptiveLimiter
-from sinks.netsuite_client import NetSuiteAuthError, NetSuiteClient, NetSuiteResponseError
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_rand
 
 from ledgerstream import settings, topics
 from ledgerstream.avro import Serde
+from ledgerstream.producers.stripe_api import Throttle
 from ledgerstream.stage import ProduceFailed, Runner, Stage
-from producers.stripe_api import Throttle
 
 log = logging.getLogger(__name__)
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import yaml
 
-from ledgerstream.settings import PROJECT_ROOT, StackSettings
+from ledgerstream.settings import StackSettings
+from tests import CHECKOUT
 
 
 def compose() -> dict:
-    return yaml.safe_load((PROJECT_ROOT / "docker-compose.kafka.yml").read_text())
+    return yaml.safe_load((CHECKOUT / "docker-compose.kafka.yml").read_text())
 
 
 def test_same_versions_as_the_local_stack() -> None:

@@ -11,7 +11,7 @@ import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from ledgerstream import topics
-from ledgerstream.avro import SCHEMA_DIR, Serde, schema_names
+from ledgerstream.avro import SCHEMAS, Serde, schema_names
 from ledgerstream.commands import Command, ref
 from ledgerstream.fixtures import slice_events
 from ledgerstream.stripe_records import route, to_record
@@ -36,7 +36,7 @@ def fields_without_doc(schema: Any, path: str = "") -> list[str]:
 
 @pytest.mark.parametrize("name", schema_names())
 def test_schema_is_valid_and_documented(name: str) -> None:
-    schema = json.loads((SCHEMA_DIR / f"{name}.avsc").read_text())
+    schema = json.loads(SCHEMAS.joinpath(f"{name}.avsc").read_text())
     fastavro.parse_schema(schema)
     assert schema.get("namespace", "").startswith("io.ledgerstream")
     assert schema.get("doc")

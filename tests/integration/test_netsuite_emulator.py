@@ -18,7 +18,11 @@ from requests_oauthlib import OAuth1
 
 from ledgerstream.pipeline import Pipeline
 from ledgerstream.settings import NetSuiteSettings
-from sinks.netsuite_client import NetSuiteAuthError, NetSuiteClient, NetSuiteResponseError
+from ledgerstream.sinks.netsuite_client import (
+    NetSuiteAuthError,
+    NetSuiteClient,
+    NetSuiteResponseError,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("local_stack")]
 

@@ -20,15 +20,15 @@ import stripe
 from ledgerstream import settings, topics
 from ledgerstream.avro import Serde
 from ledgerstream.generator import History, Scenario, generate
+from ledgerstream.producers.backfill import backfill
+from ledgerstream.producers.cursor import CursorStore
+from ledgerstream.producers.payouts import PayoutContents
+from ledgerstream.producers.poller import CatchUpPoller
+from ledgerstream.producers.publisher import EventPublisher
+from ledgerstream.producers.router import Router
+from ledgerstream.producers.stripe_api import StripeAPI
 from ledgerstream.stack import url_of_stripe_mock
 from ledgerstream.stripe_double import StripeDouble
-from producers.backfill import backfill
-from producers.cursor import CursorStore
-from producers.payouts import PayoutContents
-from producers.poller import CatchUpPoller
-from producers.publisher import EventPublisher
-from producers.router import Router
-from producers.stripe_api import StripeAPI
 from tests.integration.helpers import consume_all
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("local_stack")]

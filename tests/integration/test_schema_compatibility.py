@@ -17,9 +17,9 @@ import pytest
 from confluent_kafka.schema_registry import Schema
 
 from ledgerstream import topics
-from ledgerstream.avro import SCHEMA_DIR, registry, schema_names, schema_text
+from ledgerstream.avro import SCHEMAS, registry, schema_names, schema_text
 from ledgerstream.pipeline import Pipeline
-from ledgerstream.settings import PROJECT_ROOT
+from tests import CHECKOUT
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("local_stack")]
 
@@ -28,7 +28,7 @@ def committed_versions(name: str) -> list[str]:
     path = f"schemas/{name}.avsc"
     revs = subprocess.run(
         ["git", "log", "--format=%H", "--reverse", "--", path],
-        cwd=PROJECT_ROOT,
+        cwd=CHECKOUT,
         capture_output=True,
         text=True,
         check=True,
@@ -36,7 +36,7 @@ def committed_versions(name: str) -> list[str]:
     versions = []
     for rev in revs.stdout.split():
         shown = subprocess.run(
-            ["git", "show", f"{rev}:{path}"], cwd=PROJECT_ROOT, capture_output=True, text=True
+            ["git", "show", f"{rev}:{path}"], cwd=CHECKOUT, capture_output=True, text=True
         )
         if shown.returncode == 0:  # absent in a commit that deleted it
             text = json.dumps(json.loads(shown.stdout))
@@ -67,7 +67,7 @@ def test_current_schema_is_backward_compatible_with_its_history(name: str) -> No
 def test_an_incompatible_change_is_refused() -> None:
     client = registry()
     subject = fresh_subject("broken")
-    original = json.loads((SCHEMA_DIR / "netsuite_backref.avsc").read_text())
+    original = json.loads(SCHEMAS.joinpath("netsuite_backref.avsc").read_text())
     client.register_schema(subject, Schema(json.dumps(original), "AVRO"))
     broken = dict(original)
     broken["fields"] = [

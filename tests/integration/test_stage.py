@@ -19,10 +19,10 @@ from confluent_kafka import Consumer, Producer
 
 from ledgerstream import settings, topics
 from ledgerstream.generator import History, Scenario, generate
+from ledgerstream.producers.publisher import EventPublisher
+from ledgerstream.producers.router import Router
+from ledgerstream.producers.stripe_api import StripeAPI
 from ledgerstream.stripe_double import StripeDouble
-from producers.publisher import EventPublisher
-from producers.router import Router
-from producers.stripe_api import StripeAPI
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("local_stack")]
 

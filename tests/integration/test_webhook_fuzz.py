@@ -28,8 +28,8 @@ from hypothesis import strategies as st
 from ledgerstream import settings, topic_admin, topics
 from ledgerstream.fixtures import signed, slice_events
 from ledgerstream.pipeline import AppThread
-from producers import webhook
-from producers.publisher import EventPublisher
+from ledgerstream.producers import webhook
+from ledgerstream.producers.publisher import EventPublisher
 from tests.integration.helpers import consume_all
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("local_stack")]

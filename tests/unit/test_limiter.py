@@ -4,7 +4,7 @@ from contextlib import ExitStack
 
 import pytest
 
-from sinks.limiter import AdaptiveLimiter
+from ledgerstream.sinks.limiter import AdaptiveLimiter
 
 
 def test_never_more_slots_than_the_limit() -> None:

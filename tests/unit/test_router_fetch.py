@@ -8,7 +8,7 @@ import pytest
 import stripe
 from tenacity import wait_none
 
-from producers.router import Enricher
+from ledgerstream.producers.router import Enricher
 
 
 class FlakyAPI:

@@ -61,7 +61,7 @@ def test_missing_netsuite_credentials_fail_fast(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_worker_web_server_listens_on_loopback_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
-    from processors.app import create_app
+    from ledgerstream.processors.app import create_app
 
     assert create_app(7001).conf.web_bind == "127.0.0.1"  # faust alone binds every interface
     monkeypatch.setenv("LEDGER_PROCESSOR_WEB_BIND", "0.0.0.0")
