@@ -15,12 +15,12 @@ import secrets
 import time
 
 from ledgerstream import settings, stack, topic_admin
-from ledgerstream.generator import Scenario, generate
-from ledgerstream.pipeline import AppThread
 from ledgerstream.producers.backfill import backfill
 from ledgerstream.producers.publisher import EventPublisher
 from ledgerstream.producers.stripe_api import StripeAPI
-from ledgerstream.stripe_double import StripeDouble
+from ledgerstream.testing.generator import Scenario, generate
+from ledgerstream.testing.pipeline import AppThread
+from ledgerstream.testing.stripe_double import StripeDouble
 
 
 def main() -> None:

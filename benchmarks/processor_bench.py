@@ -38,8 +38,8 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from ledgerstream import settings, stack
-from ledgerstream.generator import Scenario, generate
-from ledgerstream.pipeline import Pipeline
+from ledgerstream.testing.generator import Scenario, generate
+from ledgerstream.testing.pipeline import Pipeline
 from tests.integration.helpers import ACCOUNTING_ENV, consume_all, wait_caught_up
 from tests.integration.test_processors import INPUT_TOPICS, produce
 from tests.unit.test_ledger import records

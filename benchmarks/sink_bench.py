@@ -23,8 +23,8 @@ from pathlib import Path
 from ledgerstream import settings, stack, topics
 from ledgerstream.accounting.book import book_history
 from ledgerstream.commands import Command
-from ledgerstream.generator import Scenario, generate
-from ledgerstream.pipeline import Pipeline
+from ledgerstream.testing.generator import Scenario, generate
+from ledgerstream.testing.pipeline import Pipeline
 from tests.integration.helpers import ACCOUNTING_ENV, wait_caught_up
 from tests.integration.test_sink import publish
 from tests.unit.test_ledger import CFG, expanded_payout_txns, routed

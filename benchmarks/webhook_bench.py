@@ -21,10 +21,10 @@ from pathlib import Path
 import aiohttp
 
 from ledgerstream import stack
-from ledgerstream.fixtures import signed
-from ledgerstream.generator import Scenario, iter_events
-from ledgerstream.pipeline import Pipeline
 from ledgerstream.stripe_records import route
+from ledgerstream.testing.fixtures import signed
+from ledgerstream.testing.generator import Scenario, iter_events
+from ledgerstream.testing.pipeline import Pipeline
 
 
 def bodies(count: int, secret: str) -> list[tuple[bytes, str]]:

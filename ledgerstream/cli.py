@@ -291,9 +291,9 @@ def stripe_double_cmd(
 ) -> None:
     """Serve a Stripe history on the endpoints the pipeline uses: a generated one (tests, demo)
     or a recorded one (an export of your own account)."""
-    from ledgerstream.generator import Scenario, generate
-    from ledgerstream.stripe_double import serve
     from ledgerstream.testing import recorded as files
+    from ledgerstream.testing.generator import Scenario, generate
+    from ledgerstream.testing.stripe_double import serve
 
     if recorded is not None:
         history = files.load(recorded)
@@ -406,7 +406,7 @@ def emulator_netsuite(
     seed: int | None,
 ) -> None:
     """NetSuite REST record API emulator (TBA and OAuth 2.0, eid: upserts, limits, faults)."""
-    from ledgerstream.netsuite_emulator.server import Behaviour, serve
+    from ledgerstream.testing.netsuite_emulator.server import Behaviour, serve
 
     rates = {}
     for item in filter(None, (e.strip() for e in errors.split(","))):

@@ -18,8 +18,8 @@ import requests
 
 from ledgerstream import settings
 from ledgerstream import stack as local_stack
-from ledgerstream.fixtures import signed, slice_events
-from ledgerstream.pipeline import Pipeline
+from ledgerstream.testing.fixtures import signed, slice_events
+from ledgerstream.testing.pipeline import Pipeline
 
 WANT = {"customer": 1, "invoice": 1, "customerPayment": 1}
 

@@ -42,7 +42,7 @@ _LOCAL_CURRENCIES = [
     "ISK",
 ]
 # Named sets of values for settings that have no default. ``local`` is the local stack: the
-# set-up records the NetSuite emulator seeds (``ledgerstream/netsuite_emulator/store.py``) and
+# set-up records the NetSuite emulator seeds (``testing/netsuite_emulator/store.py``) and
 # stripe-mock's key; the demo, the tests and the benchmarks run with LEDGER_PROFILE=local.
 PROFILES: dict[str, dict[str, Any]] = {
     "local": {

@@ -14,7 +14,7 @@ import time
 import tracemalloc
 from collections.abc import Callable
 
-from ledgerstream.generator import Scenario, generate, iter_events
+from ledgerstream.testing.generator import Scenario, generate, iter_events
 
 
 def _peak_mib(run: Callable[[], object]) -> float:

@@ -38,13 +38,13 @@ from typing import Any
 import requests
 
 from ledgerstream import settings
-from ledgerstream.fixtures import signed
-from ledgerstream.generator import History, Scenario, generate
-from ledgerstream.pipeline import AppThread, Pipeline, free_port
 from ledgerstream.stack import Kafka
-from ledgerstream.stripe_double import StripeDouble
 from ledgerstream.stripe_records import route
+from ledgerstream.testing.fixtures import signed
+from ledgerstream.testing.generator import History, Scenario, generate
+from ledgerstream.testing.pipeline import AppThread, Pipeline, free_port
 from ledgerstream.testing.reference import reference_booking
+from ledgerstream.testing.stripe_double import StripeDouble
 
 KILLABLE = ("webhook", "router", "payouts", "processor", "sink", "metadata", "broker")
 COMMANDS = {

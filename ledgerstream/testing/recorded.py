@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ledgerstream.generator import History
+from ledgerstream.testing.generator import History
 
 EVENTS, OBJECTS, CONTENTS = "events.jsonl", "objects.jsonl", "payout_contents"
 

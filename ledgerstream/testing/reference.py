@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from ledgerstream.accounting.book import Book, book_history
-from ledgerstream.generator import History
 from ledgerstream.settings import AccountingSettings
+from ledgerstream.testing.generator import History
 
 
 def expanded_payout_txns(h: History) -> dict[str, list[dict[str, Any]]]:

@@ -13,8 +13,8 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from ledgerstream import topics
 from ledgerstream.avro import SCHEMAS, Serde, schema_names
 from ledgerstream.commands import Command, ref
-from ledgerstream.fixtures import slice_events
 from ledgerstream.stripe_records import route, to_record
+from ledgerstream.testing.fixtures import slice_events
 
 
 def fields_without_doc(schema: Any, path: str = "") -> list[str]:

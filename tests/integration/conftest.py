@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from ledgerstream import settings, topic_admin
-from ledgerstream.generator import History
-from ledgerstream.pipeline import AppThread, Pipeline
-from ledgerstream.stripe_double import StripeDouble
+from ledgerstream.testing.generator import History
+from ledgerstream.testing.pipeline import AppThread, Pipeline
+from ledgerstream.testing.stripe_double import StripeDouble
 from tests.integration.helpers import ACCOUNTING_ENV
 
 

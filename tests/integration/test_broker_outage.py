@@ -15,9 +15,9 @@ import requests
 
 from ledgerstream import settings, topics
 from ledgerstream.avro import Serde
-from ledgerstream.fixtures import signed, slice_events
-from ledgerstream.pipeline import Pipeline, free_port
 from ledgerstream.stack import Kafka
+from ledgerstream.testing.fixtures import signed, slice_events
+from ledgerstream.testing.pipeline import Pipeline, free_port
 from tests.integration.helpers import consume_all
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("local_stack")]

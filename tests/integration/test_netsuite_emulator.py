@@ -16,13 +16,13 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from oauthlib.oauth1 import SIGNATURE_HMAC_SHA256
 from requests_oauthlib import OAuth1
 
-from ledgerstream.pipeline import Pipeline
 from ledgerstream.settings import NetSuiteSettings
 from ledgerstream.sinks.netsuite_client import (
     NetSuiteAuthError,
     NetSuiteClient,
     NetSuiteResponseError,
 )
+from ledgerstream.testing.pipeline import Pipeline
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("local_stack")]
 

@@ -20,14 +20,14 @@ from confluent_kafka import Producer
 from ledgerstream import settings, topics
 from ledgerstream.avro import Serde
 from ledgerstream.commands import Command
-from ledgerstream.generator import History, Scenario, generate
-from ledgerstream.pipeline import Pipeline
 from ledgerstream.producers.payouts import PayoutContents
 from ledgerstream.producers.publisher import EventPublisher
 from ledgerstream.producers.router import Router
 from ledgerstream.producers.stripe_api import StripeAPI
 from ledgerstream.sinks.stripe_metadata import MetadataWriter
-from ledgerstream.stripe_double import StripeDouble
+from ledgerstream.testing.generator import History, Scenario, generate
+from ledgerstream.testing.pipeline import Pipeline
+from ledgerstream.testing.stripe_double import StripeDouble
 from tests.integration.helpers import consume_all, wait_caught_up
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("local_stack")]

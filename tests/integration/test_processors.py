@@ -25,9 +25,9 @@ from ledgerstream import settings, topics
 from ledgerstream.accounting.book import book_history
 from ledgerstream.avro import Serde
 from ledgerstream.commands import Command
-from ledgerstream.generator import History, Scenario, generate
-from ledgerstream.pipeline import Pipeline, free_port
 from ledgerstream.stripe_records import key_for
+from ledgerstream.testing.generator import History, Scenario, generate
+from ledgerstream.testing.pipeline import Pipeline, free_port
 from tests.integration.helpers import (
     ACCOUNTING_ENV,
     consume_all,

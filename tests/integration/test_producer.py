@@ -19,7 +19,6 @@ import stripe
 
 from ledgerstream import settings, topics
 from ledgerstream.avro import Serde
-from ledgerstream.generator import History, Scenario, generate
 from ledgerstream.producers.backfill import backfill
 from ledgerstream.producers.cursor import CursorStore
 from ledgerstream.producers.payouts import PayoutContents
@@ -28,7 +27,8 @@ from ledgerstream.producers.publisher import EventPublisher
 from ledgerstream.producers.router import Router
 from ledgerstream.producers.stripe_api import StripeAPI
 from ledgerstream.stack import url_of_stripe_mock
-from ledgerstream.stripe_double import StripeDouble
+from ledgerstream.testing.generator import History, Scenario, generate
+from ledgerstream.testing.stripe_double import StripeDouble
 from tests.integration.helpers import consume_all
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("local_stack")]

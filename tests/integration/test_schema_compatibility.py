@@ -18,7 +18,7 @@ from confluent_kafka.schema_registry import Schema
 
 from ledgerstream import topics
 from ledgerstream.avro import SCHEMAS, registry, schema_names, schema_text
-from ledgerstream.pipeline import Pipeline
+from ledgerstream.testing.pipeline import Pipeline
 from tests import CHECKOUT
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("local_stack")]

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from ledgerstream.fixtures import signed, slice_events
-from ledgerstream.pipeline import Pipeline
 from ledgerstream.redact import forms
+from ledgerstream.testing.fixtures import signed, slice_events
+from ledgerstream.testing.pipeline import Pipeline
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("local_stack")]
 

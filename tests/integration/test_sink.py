@@ -17,10 +17,10 @@ from ledgerstream import settings, topics
 from ledgerstream.accounting.book import book_history
 from ledgerstream.avro import Serde
 from ledgerstream.commands import Command, find_refs, sublists
-from ledgerstream.generator import Scenario, generate
-from ledgerstream.pipeline import AppThread, Pipeline
 from ledgerstream.sinks.stripe_metadata import MetadataWriter
-from ledgerstream.stripe_double import StripeDouble
+from ledgerstream.testing.generator import Scenario, generate
+from ledgerstream.testing.pipeline import AppThread, Pipeline
+from ledgerstream.testing.stripe_double import StripeDouble
 from tests.integration.helpers import consume_all, wait_caught_up
 from tests.unit.test_ledger import CFG, expanded_payout_txns, routed
 

@@ -13,9 +13,9 @@ import pytest
 import requests
 
 from ledgerstream import topics
-from ledgerstream.fixtures import signed, slice_events
-from ledgerstream.pipeline import Pipeline
 from ledgerstream.stack import url_of_stripe_mock
+from ledgerstream.testing.fixtures import signed, slice_events
+from ledgerstream.testing.pipeline import Pipeline
 from tests.integration.helpers import RecordingProxy, end_offsets, wait_caught_up
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("local_stack")]

@@ -15,7 +15,7 @@ from confluent_kafka import Consumer, Producer
 
 from ledgerstream import settings
 from ledgerstream.avro import Serde
-from ledgerstream.pipeline import free_port
+from ledgerstream.testing.pipeline import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("local_stack")]
 

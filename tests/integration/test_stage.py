@@ -18,11 +18,11 @@ import pytest
 from confluent_kafka import Consumer, Producer
 
 from ledgerstream import settings, topics
-from ledgerstream.generator import History, Scenario, generate
 from ledgerstream.producers.publisher import EventPublisher
 from ledgerstream.producers.router import Router
 from ledgerstream.producers.stripe_api import StripeAPI
-from ledgerstream.stripe_double import StripeDouble
+from ledgerstream.testing.generator import History, Scenario, generate
+from ledgerstream.testing.stripe_double import StripeDouble
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("local_stack")]
 

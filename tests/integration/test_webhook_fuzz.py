@@ -26,10 +26,10 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from ledgerstream import settings, topic_admin, topics
-from ledgerstream.fixtures import signed, slice_events
-from ledgerstream.pipeline import AppThread
 from ledgerstream.producers import webhook
 from ledgerstream.producers.publisher import EventPublisher
+from ledgerstream.testing.fixtures import signed, slice_events
+from ledgerstream.testing.pipeline import AppThread
 from tests.integration.helpers import consume_all
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("local_stack")]

@@ -25,8 +25,8 @@ from confluent_kafka.admin import AdminClient
 
 from ledgerstream import settings, topics
 from ledgerstream.avro import Serde, schema_names
-from ledgerstream.fixtures import signed, slice_events
-from ledgerstream.pipeline import free_port
+from ledgerstream.testing.fixtures import signed, slice_events
+from ledgerstream.testing.pipeline import free_port
 from tests import CHECKOUT
 from tests.integration.helpers import consume_all
 

@@ -1,4 +1,4 @@
-"""Properties of the seeded Stripe history generator (ledgerstream.generator)."""
+"""Properties of the seeded Stripe history generator (ledgerstream.testing.generator)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledgerstream.generator import API_VERSION, History, Scenario, generate, iter_events
 from ledgerstream.money import check_amount, exponent, round_half_even, step
+from ledgerstream.testing.generator import API_VERSION, History, Scenario, generate, iter_events
 
 Obj = dict[str, Any]
 

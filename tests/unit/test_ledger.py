@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from ledgerstream.accounting.book import book_history
 from ledgerstream.accounting.ledger import Ledger, merge
 from ledgerstream.commands import Command
-from ledgerstream.generator import History, Scenario, generate
 from ledgerstream.settings import AccountingSettings
 from ledgerstream.stripe_records import payout_transaction, route, to_record
+from ledgerstream.testing.generator import History, Scenario, generate
 from ledgerstream.testing.reference import expanded_payout_txns, routed
 
 CFG = AccountingSettings(netsuite_bank_account_ids={"USD": "102", "JPY": "107"})

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from ledgerstream.generator import History, Scenario, generate
-from ledgerstream.stripe_double import StripeDouble
 from ledgerstream.testing import recorded
+from ledgerstream.testing.generator import History, Scenario, generate
+from ledgerstream.testing.stripe_double import StripeDouble
 
 SCENARIO = Scenario(seed=11, customers=4, months=2)
 

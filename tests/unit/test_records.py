@@ -3,8 +3,8 @@ import json
 import pytest
 
 from ledgerstream import topics
-from ledgerstream.fixtures import slice_events
 from ledgerstream.stripe_records import BadEvent, key_for, route, to_record, validate_event
+from ledgerstream.testing.fixtures import slice_events
 
 
 def test_routing() -> None:

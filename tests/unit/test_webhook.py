@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 
 from ledgerstream import settings as app_settings
 from ledgerstream import stripe_records as records
-from ledgerstream.fixtures import signed, slice_events
 from ledgerstream.producers import webhook
 from ledgerstream.producers.publisher import PublishError
+from ledgerstream.testing.fixtures import signed, slice_events
 
 SECRET, OLD_SECRET = "whsec_current", "whsec_previous"
 

@@ -51,7 +51,7 @@ from joserfc.jwk import ECKey, RSAKey
 from oauthlib.common import Request as OAuthRequest
 from oauthlib.oauth1.rfc5849 import signature as oauth_signature
 
-from ledgerstream.netsuite_emulator.store import Record, Store, dumps, loads
+from ledgerstream.testing.netsuite_emulator.store import Record, Store, dumps, loads
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 stripe-mock proves that a request is a valid Stripe API call, but it stores nothing and answers
 fixtures. This double answers the endpoints the pipeline reads and writes from a consistent
-history (``ledgerstream.generator``), in Stripe's response shapes:
+history (``ledgerstream.testing.generator``), in Stripe's response shapes:
 
 - ``GET /v1/events`` (+ ``/v1/events/{id}``): newest first, ``limit``, ``starting_after``,
   ``ending_before``, ``created[gt|gte|lt|lte]``, ``types[]``;
@@ -29,7 +29,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ledgerstream.generator import History
+from ledgerstream.testing.generator import History
 
 LISTS = {
     "customers": "customer",
@@ -322,7 +322,7 @@ async def deliver_webhooks(
     """POST each event as Stripe would (signed); return the count of each status code."""
     import aiohttp
 
-    from ledgerstream.fixtures import signed
+    from ledgerstream.testing.fixtures import signed
 
     codes: Counter[int] = Counter()
     semaphore = asyncio.Semaphore(concurrency)
