@@ -162,13 +162,13 @@ def producer_poll(once: bool, interval: float, since: str | None) -> None:
     """Catch up from the Events API after the last event seen (cursor kept in Kafka)."""
     import signal
 
+    from ledgerstream.bootstrap import Bootstrap
     from ledgerstream.producers.cursor import CursorStore
     from ledgerstream.producers.poller import CatchUpPoller, StopFlag
-    from ledgerstream.producers.publisher import EventPublisher
-    from ledgerstream.producers.stripe_api import StripeAPI
 
-    api = StripeAPI()  # first: stops if the Stripe key is unset
-    publisher = EventPublisher()
+    boot = Bootstrap()
+    api = boot.stripe_api()  # first: stops if the Stripe key is unset
+    publisher = boot.publisher()
     poller = CatchUpPoller(api, publisher, CursorStore())
     try:
         if once:
@@ -201,12 +201,12 @@ def producer_backfill(
     """Publish history from the list endpoints, for any period (beyond 30 days)."""
     import time
 
+    from ledgerstream.bootstrap import Bootstrap
     from ledgerstream.producers.backfill import backfill
-    from ledgerstream.producers.publisher import EventPublisher
-    from ledgerstream.producers.stripe_api import StripeAPI
 
-    api = StripeAPI()  # first: stops if the Stripe key is unset
-    publisher = EventPublisher()
+    boot = Bootstrap()
+    api = boot.stripe_api()  # first: stops if the Stripe key is unset
+    publisher = boot.publisher()
     try:
         counts = backfill(
             api,

@@ -246,10 +246,11 @@ class Runner:
             self.last_progress = time.monotonic()
 
     # ------------------------------------------------------------------ the loop
-    def run(self, idle_exit_s: float | None = None) -> None:
+    def run(self) -> None:
+        """Consume until ``stop`` (a signal, or another thread)."""
         stage = self.stage
         self._subscribe()
-        idle_since = last_commit = time.monotonic()
+        last_commit = time.monotonic()
         try:
             while self.running:
                 try:
@@ -276,10 +277,6 @@ class Runner:
                 stage.tick(idle=not read)
                 self._flow_control()
                 now = time.monotonic()
-                if read or stage.busy() or self._holding() or not self.consumer.assignment():
-                    idle_since = now  # idle only counts once partitions are assigned
-                elif idle_exit_s is not None and now - idle_since > idle_exit_s:
-                    break
                 if read and not stage.deferred or now - last_commit >= self.commit_interval_s:
                     last_commit = now
                     self.commit()
@@ -383,6 +380,7 @@ class Runner:
             )
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.counts["assignments"] += 1
         log.info(
             "%s: partitions assigned: %s",
             self.stage.name,

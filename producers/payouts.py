@@ -23,6 +23,7 @@ from tenacity import Retrying, retry_if_exception, stop_never, wait_random_expon
 
 from ledgerstream import settings, topics
 from ledgerstream.avro import Serde
+from ledgerstream.bootstrap import Bootstrap
 from ledgerstream.producers.publisher import STAGE_DELIVERY_TIMEOUT_MS, EventPublisher, PublishError
 from ledgerstream.producers.stripe_api import StripeAPI
 from ledgerstream.stage import ProduceFailed, Runner, Stage
@@ -55,10 +56,11 @@ class PayoutContents(Stage):
     name = "payout-contents"
     fatal = (PublishError, ProduceFailed, stripe.AuthenticationError, stripe.PermissionError)
 
-    def __init__(self, api: StripeAPI | None = None, publisher: EventPublisher | None = None):
-        self.api = api or StripeAPI()
+    def __init__(self, boot: Bootstrap | None = None):
+        boot = boot or Bootstrap()
+        self.api = boot.stripe_api()  # first: stops if the Stripe key is unset
         # a broker outage shorter than this is waited out, not a reason to stop
-        self.publisher = publisher or EventPublisher(delivery_timeout_ms=STAGE_DELIVERY_TIMEOUT_MS)
+        self.publisher = boot.publisher(delivery_timeout_ms=STAGE_DELIVERY_TIMEOUT_MS)
         self.topic = topics.name(topics.STRIPE_PAYOUT)
         self.serde = Serde(self.topic, topics.STRIPE_PAYOUT.schema or "")
         self.group_id = settings.kafka().topic("ledgerstream-payout-contents")
@@ -89,9 +91,9 @@ class PayoutContents(Stage):
             self.done.add(payout["id"])
             log.info("payout %s: %d balance transactions published", payout["id"], count)
 
-    def run(self, idle_exit_s: float | None = None) -> None:
+    def run(self) -> None:
         try:
-            self.runner.run(idle_exit_s)
+            self.runner.run()
         finally:
             self.publisher.close()
 
@@ -99,8 +101,8 @@ class PayoutContents(Stage):
         self.runner.stop()
 
 
-def run() -> None:
-    worker = PayoutContents()
+def run(boot: Bootstrap | None = None) -> None:
+    worker = PayoutContents(boot)
     signal.signal(signal.SIGTERM, worker.stop)
     signal.signal(signal.SIGINT, worker.stop)
     worker.run()

@@ -33,7 +33,8 @@ from tenacity.wait import wait_base
 
 from ledgerstream import settings, topics
 from ledgerstream.avro import Serde
-from ledgerstream.producers.publisher import STAGE_DELIVERY_TIMEOUT_MS, EventPublisher, PublishError
+from ledgerstream.bootstrap import Bootstrap
+from ledgerstream.producers.publisher import STAGE_DELIVERY_TIMEOUT_MS, PublishError
 from ledgerstream.producers.stripe_api import StripeAPI
 from ledgerstream.stage import ProduceFailed, Runner, Stage
 from ledgerstream.stripe_records import BadEvent
@@ -110,15 +111,11 @@ class Router(Stage):
     # Kafka not acknowledging, or Stripe refusing the API key: stop, re-read after a restart
     fatal = (PublishError, ProduceFailed, stripe.AuthenticationError, stripe.PermissionError)
 
-    def __init__(
-        self,
-        api: StripeAPI | None = None,
-        publisher: EventPublisher | None = None,
-        batch: int = 200,
-    ):
-        self.enricher = Enricher(api or StripeAPI())  # first: stops if the Stripe key is unset
+    def __init__(self, boot: Bootstrap | None = None, batch: int = 200):
+        boot = boot or Bootstrap()
+        self.enricher = Enricher(boot.stripe_api())  # first: stops if the Stripe key is unset
         # a broker outage shorter than this is waited out, not a reason to stop
-        self.publisher = publisher or EventPublisher(delivery_timeout_ms=STAGE_DELIVERY_TIMEOUT_MS)
+        self.publisher = boot.publisher(delivery_timeout_ms=STAGE_DELIVERY_TIMEOUT_MS)
         self.topic = topics.name(topics.STRIPE_EVENTS)
         self.serde = Serde(self.topic, topics.STRIPE_EVENTS.schema or "")
         self.group_id = settings.kafka().topic("ledgerstream-router")
@@ -146,9 +143,9 @@ class Router(Stage):
     def dead_lettered(self) -> int:
         return self.runner.counts["dead_lettered"]
 
-    def run(self, idle_exit_s: float | None = None) -> None:
+    def run(self) -> None:
         try:
-            self.runner.run(idle_exit_s)
+            self.runner.run()
         finally:
             self.publisher.close()
 
@@ -156,8 +153,8 @@ class Router(Stage):
         self.runner.stop()
 
 
-def run() -> None:
-    router = Router()
+def run(boot: Bootstrap | None = None) -> None:
+    router = Router(boot)
     signal.signal(signal.SIGTERM, router.stop)
     signal.signal(signal.SIGINT, router.stop)
     router.run()

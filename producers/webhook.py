@@ -21,6 +21,7 @@ import stripe
 from aiohttp import web
 
 from ledgerstream import settings
+from ledgerstream.bootstrap import Bootstrap
 from ledgerstream.producers.publisher import EventPublisher, PublishError
 from ledgerstream.stripe_records import BadEvent
 
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 
 MAX_BODY = 512 * 1024  # Stripe events are well under this; larger bodies get 413
 PUBLISHER = web.AppKey("publisher", EventPublisher)
+STRIPE = web.AppKey("stripe", settings.StripeSettings)
 
 
 def verify(body: bytes, header: str | None, secrets: list[str], tolerance: int) -> None:
@@ -52,7 +54,7 @@ def _problem(status: int, message: str) -> web.Response:
 
 
 async def handle_webhook(request: web.Request) -> web.Response:
-    cfg = settings.stripe()
+    cfg = request.app[STRIPE]
     try:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
@@ -96,9 +98,11 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"ready": ready}, status=200 if ready else 503)
 
 
-def make_app(publisher: EventPublisher | None = None) -> web.Application:
+def make_app(boot: Bootstrap | None = None) -> web.Application:
+    boot = boot or Bootstrap()
     app = web.Application(client_max_size=MAX_BODY)
-    app[PUBLISHER] = publisher or EventPublisher()
+    app[STRIPE] = boot.stripe  # the endpoint secrets and the tolerance
+    app[PUBLISHER] = boot.publisher()
     app.router.add_post("/webhooks/stripe", handle_webhook)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -110,8 +114,10 @@ def make_app(publisher: EventPublisher | None = None) -> web.Application:
     return app
 
 
-def serve(host: str, port: int) -> None:
-    if not settings.stripe().stripe_webhook_secrets:
+def serve(host: str, port: int, boot: Bootstrap | None = None) -> None:
+    boot = boot or Bootstrap()
+    if not boot.stripe.stripe_webhook_secrets:
         raise SystemExit("LEDGER_STRIPE_WEBHOOK_SECRETS is not set: webhooks cannot be verified")
+    app = make_app(boot)
     # aiohttp finishes in-flight requests on SIGTERM/SIGINT within shutdown_timeout
-    web.run_app(make_app(), host=host, port=port, shutdown_timeout=30, print=None, access_log=None)
+    web.run_app(app, host=host, port=port, shutdown_timeout=30, print=None, access_log=None)

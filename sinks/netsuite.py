@@ -51,12 +51,12 @@ from tenacity import (
 
 from ledgerstream import settings, topics
 from ledgerstream.avro import Serde
+from ledgerstream.bootstrap import Bootstrap
 from ledgerstream.commands import Command, canonical_json, resolve_refs, sublists
 from ledgerstream.kafka_util import end_offset, where
 from ledgerstream.sinks.limiter import AdaptiveLimiter
 from ledgerstream.sinks.netsuite_client import (
     NetSuiteAuthError,
-    NetSuiteClient,
     NetSuiteResponseError,
 )
 from ledgerstream.stage import ProduceFailed, Runner, Stage
@@ -187,15 +187,11 @@ class NetSuiteSink(Stage):
     deferred = True  # a command is done when its write (and back-reference) or dead letter is
     fatal = (FatalSinkError, ProduceFailed)
 
-    def __init__(
-        self,
-        client: NetSuiteClient | None = None,
-        cfg: settings.SinkSettings | None = None,
-        netsuite: settings.NetSuiteSettings | None = None,
-    ):
+    def __init__(self, boot: Bootstrap | None = None, cfg: settings.SinkSettings | None = None):
+        boot = boot or Bootstrap()
         self.cfg = cfg or settings.SinkSettings()
-        ns = netsuite or settings.netsuite()
-        self.client = client or NetSuiteClient(ns)
+        ns = boot.netsuite
+        self.client = boot.netsuite_client()
         self.commands_topic = self.topic = topics.name(topics.NETSUITE_COMMANDS)
         self.backrefs_topic = topics.name(topics.NETSUITE_BACKREFS)
         self.commands = self.serde = Serde(
@@ -230,14 +226,14 @@ class NetSuiteSink(Stage):
         return self.runner.counts["dead_lettered"]
 
     # ----------------------------------------------------------------- stage hooks
-    def run(self, idle_exit_s: float | None = None) -> None:
+    def run(self) -> None:
         self.index.load()
         log.info(
             "netsuite sink started: %d back-references known, concurrency %d",
             len(self.index.ids),
             self.limiter.ceiling,
         )
-        self.runner.run(idle_exit_s)
+        self.runner.run()
 
     def stop(self, *_: Any) -> None:
         self.runner.stop()
@@ -563,8 +559,8 @@ class NetSuiteSink(Stage):
             )
 
 
-def run() -> None:
-    sink = NetSuiteSink()
+def run(boot: Bootstrap | None = None) -> None:
+    sink = NetSuiteSink(boot)
     signal.signal(signal.SIGTERM, sink.stop)
     signal.signal(signal.SIGINT, sink.stop)
     try:

@@ -24,20 +24,11 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_rand
 
 from ledgerstream import settings, topics
 from ledgerstream.avro import Serde
+from ledgerstream.bootstrap import Bootstrap
 from ledgerstream.producers.stripe_api import Throttle
 from ledgerstream.stage import ProduceFailed, Runner, Stage
 
 log = logging.getLogger(__name__)
-
-
-def stripe_client() -> stripe.StripeClient:
-    cfg = settings.stripe()
-    return stripe.StripeClient(
-        cfg.api_key(),
-        base_addresses={"api": cfg.stripe_api_base},
-        stripe_version=cfg.stripe_api_version,
-        max_network_retries=2,
-    )
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -53,18 +44,15 @@ class MetadataWriter(Stage):
     tombstones = True  # the back-reference topic is compacted
     fatal = (SystemExit, ProduceFailed)
 
-    def __init__(
-        self,
-        client: stripe.StripeClient | None = None,
-        cfg: settings.MetadataSettings | None = None,
-    ):
+    def __init__(self, boot: Bootstrap | None = None, cfg: settings.MetadataSettings | None = None):
+        boot = boot or Bootstrap()
         self.cfg = cfg or settings.MetadataSettings()
-        self.client = client or stripe_client()
+        self.client = boot.stripe_client()
         self.topic = topics.name(topics.NETSUITE_BACKREFS)
         self.serde = Serde(self.topic, topics.NETSUITE_BACKREFS.schema or "")
         self.group_id = self.cfg.metadata_group_id
         self.batch_size = self.cfg.metadata_batch_size
-        self.throttle = Throttle(settings.stripe().stripe_max_requests_per_s)
+        self.throttle = Throttle(boot.stripe.stripe_max_requests_per_s)
         self.updated = 0
         self.calls = 0
         # what the records read since the last flush ask for, coalesced per Stripe object
@@ -140,15 +128,15 @@ class MetadataWriter(Stage):
     def _dead_letter(self, msg: Message, exc: Exception) -> None:
         self.runner.dead_letter(msg, exc)
 
-    def run(self, idle_exit_s: float | None = None) -> None:
-        self.runner.run(idle_exit_s)
+    def run(self) -> None:
+        self.runner.run()
 
     def stop(self, *_: Any) -> None:
         self.runner.stop()
 
 
-def run() -> None:
-    writer = MetadataWriter()
+def run(boot: Bootstrap | None = None) -> None:
+    writer = MetadataWriter(boot)
     signal.signal(signal.SIGTERM, writer.stop)
     signal.signal(signal.SIGINT, writer.stop)
     writer.run()

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from ledgerstream import settings, topic_admin
+from ledgerstream.bootstrap import Bootstrap
 from ledgerstream.testing.generator import History
 from ledgerstream.testing.pipeline import AppThread, Pipeline
 from ledgerstream.testing.stripe_double import StripeDouble
@@ -47,14 +48,26 @@ def isolated(monkeypatch: pytest.MonkeyPatch) -> collections.abc.Iterator[str]:
 
 
 @pytest.fixture
-def double(
-    history: History, monkeypatch: pytest.MonkeyPatch
-) -> collections.abc.Iterator[StripeDouble]:
-    """The module's history served by a Stripe double, with the Stripe clients pointed at it."""
+def served(history: History) -> collections.abc.Iterator[tuple[StripeDouble, str]]:
+    """The module's history served by a Stripe double: the double and its URL."""
     fake = StripeDouble(history)
     server = AppThread(fake.app())
-    monkeypatch.setenv("LEDGER_STRIPE_API_BASE", server.url)
-    monkeypatch.setenv("LEDGER_STRIPE_MAX_REQUESTS_PER_S", "1000")
-    settings.stripe.cache_clear()
-    yield fake
+    yield fake, server.url
     server.close()
+
+
+@pytest.fixture
+def double(served: tuple[StripeDouble, str]) -> StripeDouble:
+    return served[0]
+
+
+@pytest.fixture
+def boot(served: tuple[StripeDouble, str]) -> Bootstrap:
+    """The components' clients, with Stripe's pointed at the double (injected, not patched)."""
+    return double_boot(served[1])
+
+
+def double_boot(url: str) -> Bootstrap:
+    return Bootstrap(
+        stripe=settings.StripeSettings(stripe_api_base=url, stripe_max_requests_per_s=1000)
+    )

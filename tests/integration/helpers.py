@@ -129,6 +129,43 @@ def wait_caught_up(
         time.sleep(interval)
 
 
+def drain(component: Any, timeout: float = 90) -> None:
+    """Run a stage component (router, payout contents, metadata writer, NetSuite sink) in a
+    thread until it has partitions and its group has committed the end of its input topic, then
+    stop it as a signal would. What the run raised is raised here."""
+    stage = component.runner.stage
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            component.run()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            failure.append(exc)
+
+    thread = threading.Thread(target=target, name=f"drain-{stage.name}", daemon=True)
+    thread.start()
+
+    def check() -> None:
+        if failure:
+            raise failure[0]
+        if not thread.is_alive():
+            raise AssertionError(f"{stage.name} stopped before it caught up")
+
+    try:
+        deadline = time.monotonic() + timeout
+        while not component.runner.counts["assignments"]:
+            check()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{stage.name}: no partitions assigned")
+            time.sleep(0.1)
+        wait_caught_up(stage.group_id, [stage.topic], timeout=timeout, check=check)
+    finally:
+        component.stop()
+        thread.join(60)
+    if failure:
+        raise failure[0]
+
+
 def consume_all(topic: str, timeout: float = 30) -> list[Any]:
     """Every record of ``topic`` up to its current end offsets."""
     ends = end_offsets(topic)

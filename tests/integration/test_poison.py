@@ -19,16 +19,16 @@ from confluent_kafka import Producer
 
 from ledgerstream import settings, topics
 from ledgerstream.avro import Serde
+from ledgerstream.bootstrap import Bootstrap
 from ledgerstream.commands import Command
 from ledgerstream.producers.payouts import PayoutContents
 from ledgerstream.producers.publisher import EventPublisher
 from ledgerstream.producers.router import Router
-from ledgerstream.producers.stripe_api import StripeAPI
 from ledgerstream.sinks.stripe_metadata import MetadataWriter
 from ledgerstream.testing.generator import History, Scenario, generate
 from ledgerstream.testing.pipeline import Pipeline
 from ledgerstream.testing.stripe_double import StripeDouble
-from tests.integration.helpers import consume_all, wait_caught_up
+from tests.integration.helpers import consume_all, drain, wait_caught_up
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("local_stack")]
 
@@ -93,7 +93,7 @@ def raw_event(event: Any, event_json: str | None = None) -> bytes:
 
 
 def test_router_dead_letters_every_kind_of_poison_and_routes_the_next_event(
-    isolated: str, double: StripeDouble, history: History
+    isolated: str, history: History, boot: Bootstrap
 ) -> None:
     good = next(e for e in history.events if e["type"] == "customer.created")
     invoice = next(e for e in history.events if e["type"] == "invoice.finalized")
@@ -111,10 +111,11 @@ def test_router_dead_letters_every_kind_of_poison_and_routes_the_next_event(
     ]
     publisher = EventPublisher()
     ok = publisher.encode_event(good)
+    publisher.close()
     assert ok is not None
     produce(topics.STRIPE_EVENTS, [(b"k", v) for v in poison] + [(ok.key.encode(), ok.value)])
-    router = Router(StripeAPI(), publisher)
-    router.run(idle_exit_s=3)
+    router = Router(boot)
+    drain(router)
     assert router.dead_lettered == len(poison)
     assert router.routed == 1
     customers = [
@@ -125,13 +126,13 @@ def test_router_dead_letters_every_kind_of_poison_and_routes_the_next_event(
     dead = dead_letters(topics.STRIPE_EVENTS)
     assert [d["value"] for d in dead] == poison  # the original bytes, in order
     assert_provenance(dead, topics.STRIPE_EVENTS, "router")
-    again = Router(StripeAPI(), EventPublisher())  # restarted: nothing left, no crash loop
-    again.run(idle_exit_s=3)
+    again = Router(boot)  # restarted: nothing left, no crash loop
+    drain(again)
     assert again.dead_lettered == 0 and again.routed == 0
 
 
 def test_payout_contents_dead_letters_poison_and_unknown_payouts_and_lists_the_next(
-    isolated: str, double: StripeDouble, history: History
+    isolated: str, history: History, boot: Bootstrap
 ) -> None:
     paid = next(e for e in history.events if e["type"] == "payout.paid")
     unknown = copy.deepcopy(paid)
@@ -146,9 +147,9 @@ def test_payout_contents_dead_letters_poison_and_unknown_payouts_and_lists_the_n
         topics.STRIPE_PAYOUT,
         [(b"po", v) for v in poison] + [(ok.key.encode(), ok.value)],
     )
-    worker = PayoutContents(StripeAPI(), publisher)
-    worker.run(idle_exit_s=3)
     publisher.close()
+    worker = PayoutContents(boot)
+    drain(worker)
     dead = dead_letters(topics.STRIPE_PAYOUT)
     assert [d["value"] for d in dead] == poison
     assert_provenance(dead, topics.STRIPE_PAYOUT, "payout-contents")
@@ -160,8 +161,8 @@ def test_payout_contents_dead_letters_poison_and_unknown_payouts_and_lists_the_n
     payout_id = paid["data"]["object"]["id"]
     assert {t["payout"] for t in txns} == {payout_id}
     assert len(txns) == len(history.payout_transactions[payout_id])
-    again = PayoutContents(StripeAPI(), EventPublisher())
-    again.run(idle_exit_s=3)
+    again = PayoutContents(boot)
+    drain(again)
     assert again.runner.counts["read"] == 0
 
 
@@ -182,7 +183,7 @@ def backref(stripe_id: str, **changes: Any) -> bytes:
 
 
 def test_metadata_writer_dead_letters_poison_and_writes_the_next_back_reference(
-    isolated: str, double: StripeDouble, history: History
+    isolated: str, double: StripeDouble, history: History, boot: Bootstrap
 ) -> None:
     customer = next(e for e in history.events if e["type"] == "customer.created")
     cus = customer["data"]["object"]["id"]
@@ -194,15 +195,15 @@ def test_metadata_writer_dead_letters_poison_and_writes_the_next_back_reference(
         + [(b"customer/t", None)]  # a tombstone: the topic is compacted, nothing to do
         + [(f"customer/{cus}".encode(), backref(cus))],
     )
-    writer = MetadataWriter()
-    writer.run(idle_exit_s=3)
+    writer = MetadataWriter(boot)
+    drain(writer)
     assert writer.updated == 1 and writer.dead_lettered == len(poison)
     dead = dead_letters(topics.NETSUITE_BACKREFS)
     assert [d["value"] for d in dead] == poison
     assert_provenance(dead, topics.NETSUITE_BACKREFS, "stripe-metadata")
     assert double.objects[cus]["metadata"]["netsuite_customer_id"] == "1234"
-    again = MetadataWriter()
-    again.run(idle_exit_s=3)
+    again = MetadataWriter(boot)
+    drain(again)
     assert again.runner.counts["read"] == 0
 
 

@@ -19,17 +19,17 @@ import stripe
 
 from ledgerstream import settings, topics
 from ledgerstream.avro import Serde
+from ledgerstream.bootstrap import Bootstrap
 from ledgerstream.producers.backfill import backfill
 from ledgerstream.producers.cursor import CursorStore
 from ledgerstream.producers.payouts import PayoutContents
 from ledgerstream.producers.poller import CatchUpPoller
-from ledgerstream.producers.publisher import EventPublisher
 from ledgerstream.producers.router import Router
 from ledgerstream.producers.stripe_api import StripeAPI
 from ledgerstream.stack import url_of_stripe_mock
 from ledgerstream.testing.generator import History, Scenario, generate
 from ledgerstream.testing.stripe_double import StripeDouble
-from tests.integration.helpers import consume_all
+from tests.integration.helpers import consume_all, drain
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("local_stack")]
 
@@ -47,10 +47,10 @@ def published(spec: topics.TopicSpec) -> list[dict[str, Any]]:
     return [serde.loads(m.value()) for m in consume_all(name)]
 
 
-def route_all(api: StripeAPI) -> Router:
+def route_all(boot: Bootstrap) -> Router:
     """Run the router until it has nothing left to do."""
-    router = Router(api, EventPublisher())
-    router.run(idle_exit_s=3)
+    router = Router(boot)
+    drain(router)
     assert router.dead_lettered == 0
     return router
 
@@ -80,12 +80,12 @@ def assert_stripe_mock_accepts(calls: list[tuple[str, dict[str, Any]]]) -> None:
 
 
 def test_catch_up_poller_publishes_each_event_once_across_an_outage(
-    isolated: str, double: StripeDouble, history: History
+    isolated: str, double: StripeDouble, history: History, boot: Bootstrap
 ) -> None:
     handled = [e for e in history.events if _handled(e)]
     middle = history.events[len(history.events) // 2]["created"]
     double.horizon = middle  # Stripe has only sent this much when the first pass runs
-    api, publisher = StripeAPI(), EventPublisher()
+    api, publisher = boot.stripe_api(), boot.publisher()
     calls = recorded(api)
     poller = CatchUpPoller(api, publisher, CursorStore())
     try:
@@ -98,7 +98,7 @@ def test_catch_up_poller_publishes_each_event_once_across_an_outage(
     finally:
         publisher.close()
     assert len(published(topics.STRIPE_EVENTS)) == len(handled)
-    router = route_all(api)
+    router = route_all(boot)
     assert router.routed == len(handled)
     ids = collections.Counter(
         rec["event_id"] for spec in topics.STRIPE_TOPICS for rec in published(spec)
@@ -116,9 +116,9 @@ def _handled(event: dict[str, Any]) -> bool:
 
 
 def test_backfill_publishes_every_object_and_payout_contents(
-    isolated: str, double: StripeDouble, history: History
+    isolated: str, history: History, boot: Bootstrap
 ) -> None:
-    api, publisher = StripeAPI(), EventPublisher()
+    api, publisher = boot.stripe_api(), boot.publisher()
     calls = recorded(api)
     end = history.events[-1]["created"] + 1
     try:
@@ -127,7 +127,7 @@ def test_backfill_publishes_every_object_and_payout_contents(
         )
     finally:
         publisher.close()
-    route_all(api)
+    route_all(boot)
     kinds = collections.Counter(o["object"] for o in history.objects.values())
     assert counts["customers"] == kinds["customer"]
     assert counts["invoices"] == kinds["invoice"]
@@ -159,19 +159,17 @@ def test_backfill_publishes_every_object_and_payout_contents(
 
 
 def test_payout_contents_follow_paid_payouts(
-    isolated: str, double: StripeDouble, history: History, tmp_path: Path
+    isolated: str, history: History, boot: Bootstrap
 ) -> None:
     payout_events = [e for e in history.events if e["type"].startswith("payout.")]
-    publisher = EventPublisher()
+    publisher = boot.publisher()
     try:
         publisher.send_all([publisher.encode_event(e) for e in payout_events])  # type: ignore[misc]
-        api = StripeAPI()
-        calls = recorded(api)
-        route_all(api)
-        worker = PayoutContents(api, publisher)
-        worker.run(idle_exit_s=3)
     finally:
         publisher.close()
+    calls = recorded(boot.stripe_api())
+    route_all(boot)
+    drain(PayoutContents(boot))
     txns = published(topics.STRIPE_PAYOUT_TRANSACTIONS)
     paid = {e["data"]["object"]["id"] for e in payout_events if e["type"] == "payout.paid"}
     assert {t["payout"] for t in txns} == paid

@@ -21,7 +21,8 @@ from ledgerstream.sinks.stripe_metadata import MetadataWriter
 from ledgerstream.testing.generator import Scenario, generate
 from ledgerstream.testing.pipeline import AppThread, Pipeline
 from ledgerstream.testing.stripe_double import StripeDouble
-from tests.integration.helpers import consume_all, wait_caught_up
+from tests.integration.conftest import double_boot
+from tests.integration.helpers import consume_all, drain, wait_caught_up
 from tests.unit.test_ledger import CFG, expanded_payout_txns, routed
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("local_stack")]
@@ -199,15 +200,13 @@ def test_wrong_secret_stops_the_sink_with_a_clear_error_not_a_retry_storm(
 
 # ----------------------------------------------------------------- Stripe metadata writer
 def test_metadata_writer_coalesces_per_object_backs_off_and_dead_letters_refusals(
-    pipe: Pipeline, monkeypatch: pytest.MonkeyPatch
+    pipe: Pipeline,
 ) -> None:
     history = generate(SCENARIO)
     refund = next(o for o in history.objects.values() if o["object"] == "refund")
     customer = next(o for o in history.objects.values() if o["object"] == "customer")
     double = StripeDouble(history, rate_limit=2)  # Stripe answers 429 beyond 2 calls/s
     server = AppThread(double.app())
-    monkeypatch.setenv("LEDGER_STRIPE_API_BASE", server.url)
-    settings.stripe.cache_clear()
     try:
         refs = [
             ("refund", refund["id"], "creditMemo", "netsuite_credit_memo_id", "41"),
@@ -244,8 +243,8 @@ def test_metadata_writer_coalesces_per_object_backs_off_and_dead_letters_refusal
             )
         assert producer.flush(30) == 0
 
-        writer = MetadataWriter()
-        writer.run(idle_exit_s=3)
+        writer = MetadataWriter(double_boot(server.url))
+        drain(writer)
 
         assert double.objects[refund["id"]]["metadata"] == {
             **(refund.get("metadata") or {}),

@@ -18,11 +18,10 @@ import pytest
 from confluent_kafka import Consumer, Producer
 
 from ledgerstream import settings, topics
+from ledgerstream.bootstrap import Bootstrap
 from ledgerstream.producers.publisher import EventPublisher
 from ledgerstream.producers.router import Router
-from ledgerstream.producers.stripe_api import StripeAPI
 from ledgerstream.testing.generator import History, Scenario, generate
-from ledgerstream.testing.stripe_double import StripeDouble
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("local_stack")]
 
@@ -50,7 +49,7 @@ def until(what: str, check: Any, timeout: float = 60) -> None:
 
 
 def test_a_fenced_consumer_is_replaced_and_the_stage_reads_on(
-    static_member: str, double: StripeDouble, history: History
+    static_member: str, history: History, boot: Bootstrap
 ) -> None:
     events = [e for e in history.events if e["type"] == "customer.created"][:2]
     publisher = EventPublisher()
@@ -64,7 +63,7 @@ def test_a_fenced_consumer_is_replaced_and_the_stage_reads_on(
         )
         assert producer.flush(30) == 0
 
-    router = Router(StripeAPI(), EventPublisher())
+    router = Router(boot)
     worker = threading.Thread(target=router.run, daemon=True)
     worker.start()
     try:

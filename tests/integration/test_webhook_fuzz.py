@@ -26,8 +26,8 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from ledgerstream import settings, topic_admin, topics
+from ledgerstream.bootstrap import Bootstrap
 from ledgerstream.producers import webhook
-from ledgerstream.producers.publisher import EventPublisher
 from ledgerstream.testing.fixtures import signed, slice_events
 from ledgerstream.testing.pipeline import AppThread
 from tests.integration.helpers import consume_all
@@ -46,7 +46,7 @@ def server() -> Iterator[str]:
     for cached in (settings.kafka, settings.stripe):
         cached.cache_clear()
     topic_admin.ensure_all()
-    app = AppThread(webhook.make_app(EventPublisher()))
+    app = AppThread(webhook.make_app(Bootstrap()))
     yield app.url + "/webhooks/stripe"
     app.close()
     mp.undo()

@@ -10,14 +10,16 @@ from typing import Any
 
 import pytest
 import stripe
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledgerstream import settings as app_settings
 from ledgerstream import stripe_records as records
+from ledgerstream.bootstrap import Bootstrap
 from ledgerstream.producers import webhook
 from ledgerstream.producers.publisher import PublishError
+from ledgerstream.settings import StripeSettings
 from ledgerstream.testing.fixtures import signed, slice_events
 
 SECRET, OLD_SECRET = "whsec_current", "whsec_previous"
@@ -48,17 +50,16 @@ class FakePublisher:
         pass
 
 
-@pytest.fixture(autouse=True)
-def secrets(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LEDGER_STRIPE_WEBHOOK_SECRETS", f"{SECRET},{OLD_SECRET}")
-    app_settings.stripe.cache_clear()
-    yield
-    app_settings.stripe.cache_clear()
+def app(publisher: FakePublisher) -> web.Application:
+    """The receiver with the endpoint's two secrets (rotation) and a stand-in publisher, both
+    handed in through the bootstrap."""
+    stripe_cfg = StripeSettings(stripe_webhook_secrets=f"{SECRET},{OLD_SECRET}")
+    return webhook.make_app(Bootstrap(stripe=stripe_cfg, publisher=publisher))  # type: ignore[arg-type]
 
 
 def post(publisher: FakePublisher, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
     async def go() -> tuple[int, Any]:
-        async with TestClient(TestServer(webhook.make_app(publisher))) as client:  # type: ignore[arg-type]
+        async with TestClient(TestServer(app(publisher))) as client:
             resp = await client.post("/webhooks/stripe", data=body, headers=headers)
             return resp.status, await resp.json()
 
@@ -155,7 +156,7 @@ def test_a_slow_readiness_probe_does_not_hold_webhooks() -> None:
     body, sig = signed(slice_events("w")[0], SECRET)
 
     async def go() -> tuple[int, int]:
-        async with TestClient(TestServer(webhook.make_app(SlowProbe()))) as client:  # type: ignore[arg-type]
+        async with TestClient(TestServer(app(SlowProbe()))) as client:
             probe = asyncio.ensure_future(client.get("/readyz"))
             await asyncio.to_thread(probing.wait, 10)
             headers = {"Stripe-Signature": sig}
