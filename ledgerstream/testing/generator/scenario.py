@@ -1,0 +1,83 @@
+"""What to simulate (:class:`Scenario`), what comes out (:class:`History`), and the two ways
+to run it: :func:`generate` keeps everything, :func:`iter_events` streams the events."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from ledgerstream.testing.generator.common import _USD_VALUE, Obj, _copy
+from ledgerstream.testing.generator.simulation import _Simulation
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """What to simulate. Rates are probabilities per invoice/charge (see the package docs)."""
+
+    seed: int = 1
+    customers: int = 5
+    months: int = 3
+    start: int = 1_735_689_600  # unix seconds, 2025-01-01T00:00:00Z
+    currencies: tuple[str, ...] = ("usd", "eur", "gbp", "jpy", "kwd")  # presentment currencies
+    settlement_currencies: tuple[str, ...] = ("usd",)  # the first is the default one
+    guest_charge_rate: float = 0.05  # share of one-off charges with no customer
+    refund_rate: float = 0.08
+    dispute_rate: float = 0.03
+    failure_rate: float = 0.06
+    credit_note_rate: float = 0.04
+    # share of pre-payment credit notes the merchant voids while the invoice is still open
+    # (0: no random draw for it, so histories without voids stay as they were)
+    credit_note_void_rate: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.customers < 1 or self.months < 1:
+            raise ValueError("a scenario needs at least one customer and one month")
+        if not self.currencies or not self.settlement_currencies:
+            raise ValueError("currencies and settlement_currencies must not be empty")
+        for currency in (*self.currencies, *self.settlement_currencies):
+            if currency != currency.lower():
+                raise ValueError(f"Stripe currency codes are lower case, got {currency!r}")
+            if currency not in _USD_VALUE:
+                raise ValueError(f"no reference exchange rate for {currency!r}")
+        rates = (
+            self.guest_charge_rate,
+            self.refund_rate,
+            self.dispute_rate,
+            self.failure_rate,
+            self.credit_note_rate,
+            self.credit_note_void_rate,
+        )
+        if not all(0.0 <= rate <= 1.0 for rate in rates):
+            raise ValueError("rates must lie between 0 and 1")
+        if self.refund_rate + self.dispute_rate > 1.0:
+            raise ValueError("refund_rate + dispute_rate must not exceed 1")
+
+
+@dataclass
+class History:
+    """A whole generated history, as the Events API and the retrieve/list endpoints give it."""
+
+    events: list[Obj]  # every Event, sorted by (created, id)
+    objects: dict[str, Obj]  # id -> latest state, as GET /v1/<type>/<id> returns it
+    balance_transactions: dict[str, Obj]  # txn id -> balance transaction
+    payout_transactions: dict[str, list[str]]  # po id -> txn ids, newest first, its own included
+
+
+def generate(scenario: Scenario) -> History:
+    """Simulate ``scenario`` and keep everything: events, latest objects, payout contents."""
+    sim = _Simulation(scenario, collect=True)
+    events = list(sim.run())
+    # GET returns a transaction's status as of now; "now" is the end of the history.
+    now = events[-1]["created"] if events else scenario.start
+    for txn in sim.balance_transactions.values():
+        if txn["available_on"] <= now:
+            txn["status"] = "available"
+    for obj in sim.objects.values():
+        if obj["object"] == "dispute":  # its own copies, not the dicts of balance_transactions
+            obj["balance_transactions"] = _copy(obj["balance_transactions"])
+    return History(events, sim.objects, sim.balance_transactions, sim.payout_transactions)
+
+
+def iter_events(scenario: Scenario) -> Iterator[Obj]:
+    """The events of ``generate(scenario)``, streamed in (created, id) order in bounded memory."""
+    return _Simulation(scenario, collect=False).run()
