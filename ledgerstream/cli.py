@@ -357,6 +357,21 @@ def emulator() -> None:
     help="concurrent requests allowed (429 beyond); 0 = no limit",
 )
 @click.option(
+    "--account-concurrency-limit",
+    default=5,
+    show_default=True,
+    envvar="LEDGER_EMULATOR_ACCOUNT_CONCURRENCY_LIMIT",
+    help="the account's limit that governanceLimits reports when --concurrency-limit is 0 "
+    "(5: Standard service tier, no SuiteCloud Plus); reported, not enforced",
+)
+@click.option(
+    "--integration-concurrency-limit",
+    default=0,
+    show_default=True,
+    envvar="LEDGER_EMULATOR_INTEGRATION_CONCURRENCY_LIMIT",
+    help="a limit allocated to the integration, as governanceLimits reports it; 0 = none",
+)
+@click.option(
     "--latency-ms", default=0.0, envvar="LEDGER_EMULATOR_LATENCY_MS", help="median latency"
 )
 @click.option(
@@ -385,6 +400,8 @@ def emulator_netsuite(
     port: int,
     data: str,
     concurrency_limit: int,
+    account_concurrency_limit: int,
+    integration_concurrency_limit: int,
     latency_ms: float,
     latency_sigma: float,
     errors: str,
@@ -393,7 +410,8 @@ def emulator_netsuite(
     token_ttl_s: int,
     seed: int | None,
 ) -> None:
-    """NetSuite REST record API emulator (TBA and OAuth 2.0, eid: upserts, limits, faults)."""
+    """NetSuite REST record API emulator (TBA and OAuth 2.0, eid: upserts, limits, faults,
+    governanceLimits)."""
     from ledgerstream.netsuite_emulator.server import Behaviour, serve
 
     rates = {}
@@ -402,6 +420,8 @@ def emulator_netsuite(
         rates[status.strip()] = float(rate)
     behaviour = Behaviour(
         concurrency_limit=concurrency_limit,
+        account_concurrency_limit=account_concurrency_limit,
+        integration_concurrency_limit=integration_concurrency_limit,
         latency_ms=latency_ms,
         latency_sigma=latency_sigma,
         error_rates=rates,
