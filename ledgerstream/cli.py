@@ -103,6 +103,29 @@ def topics_cmd() -> None:
         click.echo(line)
 
 
+# --------------------------------------------------------------------------- check
+@main.command("check")
+@click.option(
+    "--timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="seconds each network request of the check may take",
+)
+def check_cmd(timeout: float) -> None:
+    """Preflight against the configured NetSuite, Stripe, Kafka and schema registry: one row per
+    check, ✔ or ✖ with the fix. Exit 1 if any row is ✖."""
+    from ledgerstream import preflight
+
+    # the table is the output: the HTTP clients' line per request would only repeat it
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        for name in ("httpx", "httpx2", "stripe"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    rows = preflight.run(timeout=timeout)
+    click.echo(preflight.render(rows))
+    sys.exit(preflight.exit_status(rows))
+
+
 # --------------------------------------------------------------------------- producer
 @main.group()
 def producer() -> None:
