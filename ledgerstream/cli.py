@@ -115,6 +115,29 @@ def topics_cmd() -> None:
         click.echo(line)
 
 
+# --------------------------------------------------------------------------- check
+@main.command("check")
+@click.option(
+    "--timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="seconds each network request of the check may take",
+)
+def check_cmd(timeout: float) -> None:
+    """Preflight against the configured NetSuite, Stripe, Kafka and schema registry: one row per
+    check, ✔ or ✖ with the fix. Exit 1 if any row is ✖."""
+    from ledgerstream import preflight
+
+    # the table is the output: the HTTP clients' line per request would only repeat it
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        for name in ("httpx", "httpx2", "stripe"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    rows = preflight.run(timeout=timeout)
+    click.echo(preflight.render(rows))
+    sys.exit(preflight.exit_status(rows))
+
+
 # --------------------------------------------------------------------------- producer
 @main.group()
 def producer() -> None:
@@ -369,6 +392,21 @@ def emulator() -> None:
     help="concurrent requests allowed (429 beyond); 0 = no limit",
 )
 @click.option(
+    "--account-concurrency-limit",
+    default=5,
+    show_default=True,
+    envvar="LEDGER_EMULATOR_ACCOUNT_CONCURRENCY_LIMIT",
+    help="the account's limit that governanceLimits reports when --concurrency-limit is 0 "
+    "(5: Standard service tier, no SuiteCloud Plus); reported, not enforced",
+)
+@click.option(
+    "--integration-concurrency-limit",
+    default=0,
+    show_default=True,
+    envvar="LEDGER_EMULATOR_INTEGRATION_CONCURRENCY_LIMIT",
+    help="a limit allocated to the integration, as governanceLimits reports it; 0 = none",
+)
+@click.option(
     "--latency-ms", default=0.0, envvar="LEDGER_EMULATOR_LATENCY_MS", help="median latency"
 )
 @click.option(
@@ -397,6 +435,8 @@ def emulator_netsuite(
     port: int,
     data: str | None,
     concurrency_limit: int,
+    account_concurrency_limit: int,
+    integration_concurrency_limit: int,
     latency_ms: float,
     latency_sigma: float,
     errors: str,
@@ -405,7 +445,8 @@ def emulator_netsuite(
     token_ttl_s: int,
     seed: int | None,
 ) -> None:
-    """NetSuite REST record API emulator (TBA and OAuth 2.0, eid: upserts, limits, faults)."""
+    """NetSuite REST record API emulator (TBA and OAuth 2.0, eid: upserts, limits, faults,
+    governanceLimits)."""
     from ledgerstream.testing.netsuite_emulator.server import Behaviour, serve
 
     rates = {}
@@ -414,6 +455,8 @@ def emulator_netsuite(
         rates[status.strip()] = float(rate)
     behaviour = Behaviour(
         concurrency_limit=concurrency_limit,
+        account_concurrency_limit=account_concurrency_limit,
+        integration_concurrency_limit=integration_concurrency_limit,
         latency_ms=latency_ms,
         latency_sigma=latency_sigma,
         error_rates=rates,

@@ -26,12 +26,11 @@ def processor_changelogs() -> list[str]:
     return [f"{app_id}-{t}-changelog" for t in [*table_names(), *PROCESSOR_OWN_TABLES]]
 
 
-def ensure_all(specs: tuple[TopicSpec, ...] = ALL, changelogs: bool = True) -> list[str]:
-    """Create missing topics (and their dead-letter topics, and the processor's changelog
-    topics); return one line per topic."""
-    cfg = settings.kafka()
-    client = admin()
-    existing = set(client.list_topics(timeout=10).topics)
+def planned(
+    specs: tuple[TopicSpec, ...] = ALL, changelogs: bool = True
+) -> list[tuple[str, dict[str, str]]]:
+    """Every topic ``ensure_all`` creates (the processor's changelogs, then each topic and its
+    dead-letter topic), with its topic config; all have ``topic_partitions`` partitions."""
     compact = {"cleanup.policy": "compact"}
     candidates: list[tuple[str, dict[str, str]]] = []
     if changelogs:
@@ -40,6 +39,16 @@ def ensure_all(specs: tuple[TopicSpec, ...] = ALL, changelogs: bool = True) -> l
         candidates.append((name(spec), compact if spec.compacted else {}))
         if spec.dead_letters:
             candidates.append((dlq_name(spec), {}))
+    return candidates
+
+
+def ensure_all(specs: tuple[TopicSpec, ...] = ALL, changelogs: bool = True) -> list[str]:
+    """Create missing topics (and their dead-letter topics, and the processor's changelog
+    topics); return one line per topic."""
+    cfg = settings.kafka()
+    client = admin()
+    existing = set(client.list_topics(timeout=10).topics)
+    candidates = planned(specs, changelogs)
     wanted = [
         NewTopic(
             topic,

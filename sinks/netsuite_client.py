@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 RECORD_ROOT = "/services/rest/record/v1"
 TOKEN_PATH = "/services/rest/auth/oauth2/v1/token"
 SUITEQL_PATH = "/services/rest/query/v1/suiteql"
+# the integration's concurrency limits (Oracle's NetSuite help: "GovernanceLimits Operation")
+GOVERNANCE_PATH = "/services/rest/system/v1/governanceLimits"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
@@ -232,7 +234,12 @@ class NetSuiteClient:
         self.find_id("customer", "externalid", "ledgerstream-credentials-check")
 
     def get(self, record_type: str, ident: str) -> dict[str, Any]:
-        resp = self.session.get(self.url(record_type, ident), timeout=self.timeout)
+        return self.read(f"{RECORD_ROOT}/{record_type}" + (f"/{ident}" if ident else ""))
+
+    def read(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """``GET <REST root><path>`` as JSON (a record, a record list, governanceLimits);
+        raises ``NetSuiteResponseError`` with NetSuite's status if it is refused."""
+        resp = self.session.get(self.root + path, params=params, timeout=self.timeout)
         self._check(resp)
         body: dict[str, Any] = resp.json()
         return body

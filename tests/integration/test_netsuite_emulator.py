@@ -270,6 +270,71 @@ def test_injected_errors_write_nothing_and_dropped_responses_commit(emulator: Pi
     assert emulator.emulator_stats()["faults"] == {"503": 1, "401": 1, "drop": 1}
 
 
+# ----------------------------------------------------------------- governance, set-up records
+GOVERNANCE = "/services/rest/system/v1/governanceLimits"
+
+
+def test_governance_limits_answer_in_oracles_shape(emulator: Pipeline) -> None:
+    ns = client_for(emulator)
+    # no limit allocated to the integration: it shares the account's unallocated limit
+    assert ns.read(GOVERNANCE) == {
+        "accountConcurrencyLimit": 5,
+        "accountUnallocatedConcurrencyLimit": 5,
+        "integrationLimitType": "accountLimit",
+    }
+    behave(emulator, integration_concurrency_limit=2)
+    assert ns.read(GOVERNANCE) == {
+        "accountConcurrencyLimit": 5,
+        "accountUnallocatedConcurrencyLimit": 3,
+        "integrationConcurrencyLimit": 2,
+        "integrationLimitType": "integrationSpecific",
+    }
+    # an enforced limit is the account's limit it reports
+    behave(emulator, concurrency_limit=12, integration_concurrency_limit=0)
+    assert ns.read(GOVERNANCE)["accountConcurrencyLimit"] == 12
+    assert client_for(emulator, netsuite_auth="m2m").read(GOVERNANCE)["integrationLimitType"] == (
+        "accountLimit"
+    )
+    unsigned = requests.get(f"{emulator.emulator_url}{GOVERNANCE}", timeout=10)
+    assert unsigned.status_code == 401
+    assert unsigned.json()["o:errorDetails"][0]["o:errorCode"] == "INVALID_LOGIN"
+    assert emulator.emulator_stats()["requests"]["GET 401"] == 1
+
+
+def test_governance_limits_from_the_command_line(pipeline: Pipeline) -> None:
+    pipeline.start(
+        "emulator",
+        "emulator",
+        "netsuite",
+        env={
+            "LEDGER_EMULATOR_ACCOUNT_CONCURRENCY_LIMIT": "15",
+            "LEDGER_EMULATOR_INTEGRATION_CONCURRENCY_LIMIT": "10",
+        },
+    )
+    pipeline.wait_http(f"{pipeline.emulator_url}/_emulator/records", "emulator")
+    assert client_for(pipeline).read(GOVERNANCE) == {
+        "accountConcurrencyLimit": 15,
+        "accountUnallocatedConcurrencyLimit": 5,
+        "integrationConcurrencyLimit": 10,
+        "integrationLimitType": "integrationSpecific",
+    }
+
+
+def test_set_up_records_are_read_under_their_own_record_type(emulator: Pipeline) -> None:
+    ns = client_for(emulator)
+    assert ns.get("subsidiary", "1")["name"] == "Parent Company"
+    assert ns.get("currency", "14")["symbol"] == "EUR"
+    assert ns.get("account", "102")["acctType"] == "Bank"
+    assert ns.get("account", "101")["acctType"] == "UnDepFunds"
+    assert ns.get("paymentMethod", "201")["name"] == "Stripe"
+    assert ns.get("discountItem", "302")["itemId"] == "Stripe Discount"
+    for rtype, ident in [("serviceSaleItem", "104"), ("account", "301"), ("currency", "1")]:
+        with pytest.raises(NetSuiteResponseError) as err:
+            ns.get(rtype, ident)
+        assert err.value.status == 404
+        assert err.value.details[0]["o:errorCode"] == "NONEXISTENT_ID"
+
+
 # ----------------------------------------------------------------- deposits
 def _payment(ns: NetSuiteClient, eid: str, amount: str, undeposited: bool = True) -> str:
     customer = ns.upsert("customer", "cus_D", CUSTOMER)

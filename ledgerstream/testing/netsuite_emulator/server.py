@@ -9,6 +9,16 @@ What it does as NetSuite does:
   client id, ``aud`` = the token URL, ``scope``, at most an hour long), verified with joserfc
   against the certificate's public key; it returns a bearer token valid ``token_ttl_s``;
 - a concurrency limit per account: requests beyond it get 429 at once;
+- ``GET /services/rest/system/v1/governanceLimits`` answers the account's and the integration's
+  concurrency limits in the shape Oracle documents for the REST governanceLimits operation
+  (https://docs.oracle.com/en/cloud/saas/netsuite/ns-online-help/article_0625010817.html):
+  ``accountConcurrencyLimit``, ``accountUnallocatedConcurrencyLimit``, ``integrationLimitType``
+  (``integrationSpecific`` with ``integrationConcurrencyLimit``, or ``accountLimit`` when no limit
+  is allocated to the integration); see ``Behaviour`` for where the figures come from;
+- the set-up records (subsidiary, currencies, accounts with ``acctType``, payment method, items)
+  are read with ``GET …/{type}/{id}`` under their REST record ids (``subsidiary``, ``currency``,
+  ``account``, ``paymentMethod``, ``serviceSaleItem``, ``discountItem``…): a record asked for
+  under another type is 404, as on NetSuite;
 - latency (log-normal around a median) and injected faults: error statuses at given rates
   (nothing written), spurious 401 ``INVALID_LOGIN``, and "commit, then drop the connection";
 - SuiteQL (``POST /services/rest/query/v1/suiteql``, ``Prefer: transient``), only the query
@@ -58,6 +68,7 @@ log = logging.getLogger(__name__)
 ROOT = "/services/rest/record/v1"
 TOKEN_PATH = "/services/rest/auth/oauth2/v1/token"
 SUITEQL_PATH = "/services/rest/query/v1/suiteql"
+GOVERNANCE_PATH = "/services/rest/system/v1/governanceLimits"
 # the one SuiteQL shape the sink sends (link mode's customer match)
 MATCH_QUERY = re.compile(
     r"^\s*SELECT\s+id\s+FROM\s+(\w+)\s+WHERE\s+LOWER\(TRIM\((\w+)\)\)\s*=\s*"
@@ -137,7 +148,14 @@ RULES: dict[str, RecordRules] = {
     "serviceSaleItem": RecordRules(required=("itemId",)),
     "discountItem": RecordRules(required=("itemId",)),
     "nonInventorySaleItem": RecordRules(required=("itemId",)),
+    "otherChargeSaleItem": RecordRules(required=("itemId",)),
     "journalEntry": RecordRules(sublists=("line",)),
+    # set-up records (seeded, see store.py), under their REST record ids: subsidiary
+    # (section_157607424766), paymentMethod (article_1207013221) in Oracle's NetSuite help
+    "subsidiary": RecordRules(required=("name",)),
+    "currency": RecordRules(required=("symbol",)),
+    "account": RecordRules(required=("acctName", "acctType")),
+    "paymentMethod": RecordRules(required=("name",)),
 }
 
 
@@ -200,9 +218,22 @@ class Credentials:
 
 @dataclass
 class Behaviour:
-    """Latency, concurrency limit and faults (changeable at run time)."""
+    """Latency, concurrency limit and faults (changeable at run time).
 
-    concurrency_limit: int = 0  # 0 = no limit
+    ``governanceLimits`` reports ``concurrency_limit`` as the account's limit when one is
+    enforced, else ``account_concurrency_limit``: reported, not enforced (tests and benchmarks
+    run above it). Its default, 5, is the base limit of an account on the Standard service tier
+    without SuiteCloud Plus licences, each of which adds 10 (Oracle's example: "standard service
+    tier and one SuiteCloud Plus license ... limit ... is 15 (5+10)",
+    https://docs.oracle.com/en/cloud/saas/netsuite/ns-online-help/section_1525253248.html).
+    ``integration_concurrency_limit`` > 0 is a limit allocated to the integration
+    (``integrationSpecific``; the account's unallocated limit shrinks by it); 0 = none allocated
+    (``accountLimit``).
+    """
+
+    concurrency_limit: int = 0  # enforced: 0 = no limit
+    account_concurrency_limit: int = 5
+    integration_concurrency_limit: int = 0
     latency_ms: float = 0.0  # median
     latency_sigma: float = 0.0  # log-normal shape; 0 = always the median
     error_rates: dict[str, float] = field(default_factory=dict)  # status -> share, before writing
@@ -475,6 +506,8 @@ class Emulator:
                 raise NetSuiteError(int(fault), code, text)
             if request.path == SUITEQL_PATH:
                 return self.suiteql(request, body_bytes)
+            if request.path == GOVERNANCE_PATH:
+                return self.governance(request)
             response = self.dispatch(request, body_bytes)
             if fault == "drop" and request.method in ("PUT", "POST"):
                 raise DroppedResponse()
@@ -603,6 +636,26 @@ class Emulator:
             )
         raise NetSuiteError(405, "INVALID_REQUEST", f"{request.method} is not supported yet")
 
+    def governance(self, request: web.Request) -> web.Response:
+        """``GET /system/v1/governanceLimits``, in the shapes of Oracle's GovernanceLimits
+        Operation (article_0625010817): the account's limit, its unallocated part, and the
+        limit type (an integration-specific limit is only reported when one is allocated)."""
+        if request.method != "GET":
+            raise NetSuiteError(405, "INVALID_REQUEST", f"{request.method} is not allowed here")
+        behaviour = self.behaviour
+        account = behaviour.concurrency_limit or behaviour.account_concurrency_limit
+        allocated = behaviour.integration_concurrency_limit
+        body: dict[str, Any] = {
+            "accountConcurrencyLimit": account,
+            "accountUnallocatedConcurrencyLimit": max(account - allocated, 0),
+        }
+        if allocated:
+            body["integrationConcurrencyLimit"] = allocated
+            body["integrationLimitType"] = "integrationSpecific"
+        else:
+            body["integrationLimitType"] = "accountLimit"
+        return web.Response(text=dumps(body), content_type="application/json")
+
     def suiteql(self, request: web.Request, body_bytes: bytes) -> web.Response:
         """``POST /query/v1/suiteql``: only ``SELECT id FROM t WHERE LOWER(TRIM(f)) = 'v'``."""
         if request.method != "POST":
@@ -730,6 +783,7 @@ def make_app(
     app["emulator"] = emu
     app.router.add_post(TOKEN_PATH, emu.token)
     app.router.add_route("*", SUITEQL_PATH, emu.handle)
+    app.router.add_route("*", GOVERNANCE_PATH, emu.handle)
     app.router.add_route("*", ROOT + "/{type}", emu.handle)
     app.router.add_route("*", ROOT + "/{type}/{ident}", emu.handle)
     app.router.add_get("/_emulator/records", emu.admin_records)
