@@ -34,7 +34,9 @@ from __future__ import annotations
 import hashlib
 import re
 
-SAFE = re.compile(r"^[A-Za-z0-9_-]+$")
+# whole-string match (fullmatch): with ``^…$`` and ``match``, "$" also matched before a final
+# newline, so a coupon id "x\n" passed as safe and put a newline into a REST path
+SAFE = re.compile(r"[A-Za-z0-9_-]+")
 MAX_LEN = 255  # NetSuite's externalId field length
 
 GLOBAL_CUSTOMER = "stripe_unallocated"
@@ -43,7 +45,7 @@ GLOBAL_CUSTOMER = "stripe_unallocated"
 def safe(value: str, prefix: str = "") -> str:
     """``prefix + value`` if REST-safe, else a readable, collision-free safe form."""
     candidate = prefix + value
-    if SAFE.match(candidate) and len(candidate) <= MAX_LEN:
+    if SAFE.fullmatch(candidate) and len(candidate) <= MAX_LEN:
         return candidate
     digest = hashlib.sha256(value.encode()).hexdigest()[:12]
     cleaned = re.sub(r"[^A-Za-z0-9_-]+", "-", value).strip("-")[: MAX_LEN - len(prefix) - 14]
