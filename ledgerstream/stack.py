@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import requests
 
@@ -119,7 +119,9 @@ class Server:
     name: str
     cfg: settings.StackSettings
 
-    external_env: tuple[str, ...] = ()
+    # the variables that name an external server (a ClassVar: a dataclass field would give
+    # every instance the empty default and hide the subclasses' names)
+    external_env: ClassVar[tuple[str, ...]] = ()
     log_offset: int = 0  # where this start's lines begin in the log file
 
     @property
