@@ -527,7 +527,8 @@ _STRIPE_BASE_FIX = "check LEDGER_STRIPE_API_BASE (unset: https://api.stripe.com)
 
 def _stripe_api(cfg: StripeSettings, timeout: float, version: str | None) -> StripeAPI:
     """The product's Stripe client, with a short timeout and no retries (``version`` None:
-    the SDK's own)."""
+    the SDK's own). Not the bootstrap's on purpose: a component's client retries and waits,
+    a preflight must answer within its timeout."""
     client = stripe.StripeClient(
         cfg.api_key(),
         base_addresses={"api": cfg.stripe_api_base},

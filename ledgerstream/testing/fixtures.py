@@ -2,7 +2,7 @@
 
 A customer is created, an invoice for one subscription line is finalized, and the invoice is
 paid by a charge. Ids and times derive from ``seed`` so runs are reproducible and tests can use
-fresh ids. (The seeded generator of whole histories comes with the accounting core.)
+fresh ids. (Whole histories come from the seeded generator, ``ledgerstream.testing.generator``.)
 """
 
 from __future__ import annotations
