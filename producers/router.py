@@ -24,9 +24,11 @@ from __future__ import annotations
 import json
 import logging
 import signal
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import stripe
+from cachetools import LRUCache
 from confluent_kafka import Message
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_never, wait_exponential
 from tenacity.wait import wait_base
@@ -40,16 +42,22 @@ from ledgerstream.stage import ProduceFailed, Runner, Stage
 from ledgerstream.stripe_records import BadEvent
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 class Enricher:
     """Adds to an event's object what its booking needs and the event lacks (a charge's balance
-    transaction, a refund's or dispute's charge)."""
+    transaction, a refund's or dispute's charge, the lines of an invoice beyond the first few
+    it embeds)."""
 
-    def __init__(self, api: StripeAPI, wait: wait_base | None = None):
+    def __init__(self, api: StripeAPI, wait: wait_base | None = None, cached_lines: int = 20_000):
         self.api = api
         # between attempts while Stripe is unreachable, rate-limits or fails
         self.wait = wait or wait_exponential(multiplier=1, min=1, max=60)
+        # the full lines of finalized invoices, so that the several events of one invoice
+        # (finalized, paid, payment_succeeded, ...) fetch them once; bounded by the number of
+        # lines held, not of invoices (one invoice can have thousands)
+        self.lines: LRUCache[str, list[dict[str, Any]]] = LRUCache(cached_lines, getsizeof=len)
 
     def enrich(self, event: dict[str, Any]) -> dict[str, Any]:
         obj = event["data"]["object"]
@@ -66,24 +74,44 @@ class Enricher:
                 fetched = self._fetch("charges", charge)
                 if fetched is not None:
                     obj = {**obj, "charge": fetched}
+        elif kind == "invoice" and (obj.get("lines") or {}).get("has_more"):
+            lines = self._invoice_lines(obj)
+            if lines is not None:
+                listed = {**obj["lines"], "data": lines, "has_more": False}
+                obj = {**obj, "lines": {**listed, "total_count": len(lines)}}
         if obj is event["data"]["object"]:
             return event
         return {**event, "data": {**event["data"], "object": obj}}
 
+    def _invoice_lines(self, invoice: dict[str, Any]) -> list[dict[str, Any]] | None:
+        """Every line of ``invoice`` (``GET /v1/invoices/{id}/lines``, all pages), or None if
+        Stripe no longer has the invoice (a deleted draft)."""
+        invoice_id = invoice["id"]
+        cached = self.lines.get(invoice_id)
+        if cached is not None:
+            return cached
+        path = f"/v1/invoices/{invoice_id}/lines"
+        lines = self._retried(path, lambda: list(self.api.paginate(path, {})))
+        # a finalized invoice's lines no longer change (Stripe: a line item can be updated only
+        # before the invoice is finalized); a draft's are fetched again at each event
+        if lines is not None and invoice.get("status") not in (None, "draft"):
+            self.lines[invoice_id] = lines
+        return lines
+
     def _fetch(self, kind: str, object_id: str) -> dict[str, Any] | None:
-        """The object, or None if Stripe no longer has it; retried for as long as Stripe is
-        unreachable, rate-limits or fails (``StripeAPI`` already retried each call a few
-        times)."""
+        """The object, or None if Stripe no longer has it."""
+        return self._retried(f"{kind} {object_id}", lambda: self.api.retrieve(kind, object_id))
+
+    def _retried(self, what: str, call: Callable[[], _T]) -> _T | None:
+        """What ``call`` answers, or None if Stripe no longer has the object (404); retried for
+        as long as Stripe is unreachable, rate-limits or fails (``StripeAPI`` already retried
+        each call a few times)."""
 
         def report(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
             wait = state.next_action.sleep if state.next_action else 0.0
             log.warning(
-                "fetching %s %s failed (%s); retrying in %.0fs",
-                kind,
-                object_id,
-                type(exc).__name__,
-                wait,
+                "fetching %s failed (%s); retrying in %.0fs", what, type(exc).__name__, wait
             )
 
         retrying = Retrying(
@@ -96,10 +124,10 @@ class Enricher:
             reraise=True,
         )
         try:
-            return retrying(self.api.retrieve, kind, object_id)
+            return retrying(call)
         except stripe.InvalidRequestError as exc:
             if exc.http_status == 404:
-                log.warning("%s %s no longer exists; routed without it", kind, object_id)
+                log.warning("%s: no longer exists; routed without it", what)
                 return None
             raise
 
