@@ -36,11 +36,25 @@ class Bootstrap:
         netsuite_client: NetSuiteClient | None = None,
         publisher: EventPublisher | None = None,
     ) -> None:
-        self.stripe = stripe or settings.stripe()
-        self.netsuite = netsuite or settings.netsuite()
+        self._stripe = stripe
+        self._netsuite = netsuite
         self._stripe_api = stripe_api
         self._netsuite_client = netsuite_client
         self._publisher = publisher
+
+    # read on first use: a component that never calls NetSuite (the webhook, the router) must
+    # not refuse to start over a NetSuite setting, nor the sink over a Stripe one
+    @property
+    def stripe(self) -> settings.StripeSettings:
+        if self._stripe is None:
+            self._stripe = settings.stripe()
+        return self._stripe
+
+    @property
+    def netsuite(self) -> settings.NetSuiteSettings:
+        if self._netsuite is None:
+            self._netsuite = settings.netsuite()
+        return self._netsuite
 
     def stripe_api(self) -> StripeAPI:
         """The Stripe API client (rate-limited); ``MissingSettings`` without a Stripe key."""
@@ -68,7 +82,8 @@ class Bootstrap:
         return self._netsuite_client
 
     def publisher(self, delivery_timeout_ms: int | None = None) -> EventPublisher:
-        """The publisher handed in, else a new one (each component closes its own)."""
+        """The publisher handed in (shared: the component that stops first closes it), else a
+        new one per call, which the component that asked closes."""
         if self._publisher is not None:
             return self._publisher
         from ledgerstream.producers.publisher import EventPublisher

@@ -89,8 +89,18 @@ def stack_down(wipe: bool) -> None:
         raise click.ClickException("processes of the stack are still running:\n" + "\n".join(left))
     if wipe:
         state = settings.stack().stack_state_dir
-        shutil.rmtree(state, ignore_errors=True)
+        if state.exists():
+            try:
+                shutil.rmtree(state)
+            except OSError as exc:
+                raise click.ClickException(f"could not remove {state}: {exc}") from exc
         click.echo(f"removed {state}")
+        data = Path(settings.ProcessorSettings().processor_data_dir)
+        if data.exists():  # a production setting: not the stack's to delete
+            click.echo(
+                f"kept the processor's tables in {data}: delete them too if a worker "
+                "ran against this stack's topics"
+            )
 
 
 @stack.command("status")

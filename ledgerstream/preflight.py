@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -93,12 +93,23 @@ def run(timeout: float = 10.0) -> list[Row]:
     rows: list[Row] = []
     ns, bad = _load("NetSuite", settings.netsuite)
     accounting, missing = load_accounting()
-    rows += bad + netsuite_checks(ns, accounting, missing, timeout)
+    rows += bad + _guarded("NetSuite", lambda: netsuite_checks(ns, accounting, missing, timeout))
     stripe_cfg, bad = _load("Stripe", settings.stripe)
-    rows += bad + stripe_checks(stripe_cfg, timeout)
+    rows += bad + _guarded("Stripe", lambda: stripe_checks(stripe_cfg, timeout))
     kafka_cfg, bad = _load("Kafka", settings.kafka)
-    rows += bad + kafka_checks(kafka_cfg, timeout) + registry_checks(kafka_cfg, timeout)
+    rows += bad + _guarded("Kafka", lambda: kafka_checks(kafka_cfg, timeout))
+    rows += _guarded("Schema registry", lambda: registry_checks(kafka_cfg, timeout))
     return rows
+
+
+def _guarded(system: str, checks: Callable[[], list[Row]]) -> list[Row]:
+    """The rows of ``checks``; an answer no check expected (a token refused mid-way, a body
+    of another shape) is a ✖ row of its own, never a traceback instead of the table."""
+    try:
+        return checks()
+    except Exception as exc:  # noqa: BLE001 - reported as a row, masked
+        detail = redact.scrub(f"the check stopped: {type(exc).__name__}: {exc}")
+        return [Row(f"{system} checks", False, detail, "run it again with --log-level debug")]
 
 
 # --------------------------------------------------------------------------- settings
@@ -684,8 +695,20 @@ def kafka_checks(cfg: KafkaSettings | None, timeout: float) -> list[Row]:
         fix = "resolve “Kafka settings” first"
         return [skipped(n, "the Kafka settings are invalid", fix) for n in names]
     where = cfg.kafka_bootstrap_servers
-    # log_level 0: "connection refused" is an answer here, not a line per attempt on stderr
-    admin = AdminClient({**cfg.client_config(), "log_level": 0})
+    try:
+        # log_level 0: "connection refused" is an answer here, not a line per attempt on stderr
+        admin = AdminClient({**cfg.client_config(), "log_level": 0})
+    except KafkaException as exc:  # librdkafka refuses some settings at once (a missing CA file)
+        err = exc.args[0] if exc.args else exc
+        reason = err.str() if hasattr(err, "str") else str(err)
+        fix = "correct the LEDGER_KAFKA_SECURITY_PROTOCOL / _SASL_* / _SSL_* settings"
+        return [
+            Row(names[0], False, f"the Kafka client refuses its settings: {reason}", fix),
+            *(
+                skipped(n, "the Kafka client cannot be made", "resolve “Kafka brokers” first")
+                for n in names[1:]
+            ),
+        ]
     try:
         metadata = admin.list_topics(timeout=timeout)
     except KafkaException as exc:

@@ -13,13 +13,15 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import platformdirs
+from dotenv import dotenv_values
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 PREFIX = "LEDGER_"
 # Where files go by default: the user's XDG directories (platformdirs), never the checkout or
@@ -83,7 +85,8 @@ class MissingSettings(SystemExit):
 
 
 def _profile() -> dict[str, Any]:
-    name = os.environ.get(PREFIX + "PROFILE", "")
+    # from the environment or the .env file, like every other setting
+    name = os.environ.get(PREFIX + "PROFILE") or dotenv_values(".env").get(PREFIX + "PROFILE")
     if not name:
         return {}
     if name not in PROFILES:
@@ -114,6 +117,11 @@ class _Base(BaseSettings):
         """The settings, or ``MissingSettings`` naming every required variable not set."""
         try:
             return cls()
+        except SettingsError as exc:  # a value the source cannot parse (JSON of a dict field)
+            field = re.search(r'field "(\w+)"', str(exc))
+            name = PREFIX + field.group(1).upper() if field else "a setting"
+            cause = f": {exc.__cause__}" if exc.__cause__ else ""
+            raise MissingSettings(f"invalid settings: {name} is not valid JSON{cause}") from None
         except ValidationError as exc:
             missing = [
                 PREFIX + str(err["loc"][0]).upper()
@@ -122,10 +130,17 @@ class _Base(BaseSettings):
             ]
             if not missing:
                 raise
+            # the values given but wrong too, so that one start names everything to fix
+            invalid = [
+                f"{PREFIX}{str(err['loc'][0]).upper()} ({err['msg']})"
+                for err in exc.errors()
+                if err["type"] != "missing" and err["loc"]
+            ]
             raise MissingSettings(
                 f"missing settings: {', '.join(missing)} (these have no defaults: they name "
                 f"your NetSuite set-up and Stripe account; {PREFIX}PROFILE=local gives the "
                 "local stack's emulator and stripe-mock values)"
+                + (f"; invalid: {', '.join(invalid)}" if invalid else "")
             ) from None
 
 

@@ -390,3 +390,41 @@ def test_webhook_secrets_present_and_well_formed(
     assert not row.ok and row.detail == detail
     assert "LEDGER_STRIPE_WEBHOOK_SECRETS" in row.fix
     assert "we_notasecret" not in row.detail
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {
+            "LEDGER_KAFKA_SSL_CA_LOCATION": "/nonexistent/ca.pem",
+            "LEDGER_KAFKA_SECURITY_PROTOCOL": "SSL",
+        },
+        {
+            "LEDGER_KAFKA_SASL_MECHANISM": "SCRAM-SHA256",
+            "LEDGER_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        },
+    ],
+    ids=["missing CA file", "unknown SASL mechanism"],
+)
+def test_kafka_settings_the_client_refuses_are_a_row_not_a_crash(env: dict[str, str]) -> None:
+    setenv(**env)
+    rows = by_name(preflight.kafka_checks(settings.kafka(), timeout=1))
+    brokers = rows["Kafka brokers"]
+    assert not brokers.ok and "the Kafka client refuses its settings" in brokers.detail
+    assert all(
+        not r.ok and r.detail.startswith("skipped: ")
+        for n, r in rows.items()
+        if n != "Kafka brokers"
+    )
+
+
+def test_a_check_that_stops_unexpectedly_is_a_row_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(*_: object) -> list[Row]:
+        raise KeyError("access_token")
+
+    monkeypatch.setattr(preflight, "stripe_checks", broken)
+    rows = by_name(preflight._guarded("Stripe", lambda: preflight.stripe_checks(None, 1)))
+    row = rows["Stripe checks"]
+    assert not row.ok and row.detail == "the check stopped: KeyError: 'access_token'"

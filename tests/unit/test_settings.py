@@ -4,7 +4,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
+from ledgerstream import settings
 from ledgerstream.settings import (
     AccountingSettings,
     KafkaSettings,
@@ -147,3 +149,47 @@ def test_a_component_without_its_settings_refuses_to_start_naming_them(
     assert proc.returncode != 0
     assert all(name in proc.stderr for name in names), proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
+
+
+def test_the_bootstrap_reads_a_system_s_settings_only_when_a_component_needs_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bad NetSuite value must not stop the webhook or the router, which never call NetSuite."""
+    from ledgerstream.bootstrap import Bootstrap
+
+    monkeypatch.setenv("LEDGER_NETSUITE_CONCURRENCY", "five")
+    settings.netsuite.cache_clear()
+    try:
+        boot = Bootstrap()
+        assert boot.stripe.stripe_api_base
+        with pytest.raises(ValidationError):
+            boot.netsuite_client()
+    finally:
+        settings.netsuite.cache_clear()
+
+
+def test_the_profile_can_come_from_the_env_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("LEDGER_PROFILE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match="LEDGER_NETSUITE_SUBSIDIARY_ID"):
+        AccountingSettings.load()
+    (tmp_path / ".env").write_text("LEDGER_PROFILE=local\n")
+    assert AccountingSettings.load().netsuite_subsidiary_id == "1"
+
+
+def test_missing_and_invalid_settings_are_named_together(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("LEDGER_PROFILE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LEDGER_NETSUITE_BANK_ACCOUNT_IDS", '["102"]')  # JSON, not an object
+    with pytest.raises(SystemExit) as refused:
+        AccountingSettings.load()
+    message = str(refused.value)
+    assert "LEDGER_NETSUITE_SUBSIDIARY_ID" in message
+    assert "invalid: LEDGER_NETSUITE_BANK_ACCOUNT_IDS" in message
+    monkeypatch.setenv("LEDGER_NETSUITE_BANK_ACCOUNT_IDS", "not json")
+    with pytest.raises(SystemExit, match="LEDGER_NETSUITE_BANK_ACCOUNT_IDS is not valid JSON"):
+        AccountingSettings.load()

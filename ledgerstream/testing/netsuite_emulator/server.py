@@ -780,7 +780,6 @@ def make_app(
 ) -> web.Application:
     emu = Emulator(store, creds, behaviour)
     app = web.Application(client_max_size=10 * 1024 * 1024)
-    app["emulator"] = emu
     app.router.add_post(TOKEN_PATH, emu.token)
     app.router.add_route("*", SUITEQL_PATH, emu.handle)
     app.router.add_route("*", GOVERNANCE_PATH, emu.handle)
