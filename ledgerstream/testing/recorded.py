@@ -11,7 +11,10 @@ The directory holds Stripe's own shapes, as its API returns them:
 - ``payout_contents/<payout id>.json``: for each paid payout, the answer of
   ``GET /v1/balance_transactions?payout=<payout id>`` with every page's ``data`` in one list
   (``{"object": "list", "data": [...]}``, newest first, the payout's own transaction
-  included).
+  included);
+- ``invoice_lines/<invoice id>.json``: for each invoice that embeds only its first lines
+  (``lines.has_more`` true), the answer of ``GET /v1/invoices/<invoice id>/lines`` with every
+  page's ``data`` in one list (``{"object": "list", "data": [...]}``, in the invoice's order).
 
 ``save`` writes a history (e.g. a generated one) in that form, ``load`` reads it back.
 """
@@ -25,6 +28,7 @@ from typing import Any
 from ledgerstream.testing.generator import History
 
 EVENTS, OBJECTS, CONTENTS = "events.jsonl", "objects.jsonl", "payout_contents"
+INVOICE_LINES = "invoice_lines"
 
 
 def _lines(path: Path) -> list[dict[str, Any]]:
@@ -63,8 +67,15 @@ def load(directory: Path) -> History:
         contents[path.stem] = [t["id"] for t in listing["data"]]
         for txn in listing["data"]:
             txns.setdefault(txn["id"], txn)
+    invoice_lines: dict[str, list[dict[str, Any]]] = {}
+    folder = directory / INVOICE_LINES
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        listing = json.loads(path.read_text(encoding="utf-8"))
+        if listing.get("object") != "list" or not isinstance(listing.get("data"), list):
+            raise ValueError(f"{path}: not a Stripe list of invoice line items")
+        invoice_lines[path.stem] = listing["data"]
     events.sort(key=lambda e: (int(e["created"]), e["id"]))
-    return History(events, objects, txns, contents)
+    return History(events, objects, txns, contents, invoice_lines)
 
 
 def save(history: History, directory: Path) -> None:
@@ -89,5 +100,17 @@ def save(history: History, directory: Path) -> None:
             "data": [history.balance_transactions[t] for t in ids],
         }
         (directory / CONTENTS / f"{payout}.json").write_text(
+            json.dumps(listing, sort_keys=True), encoding="utf-8"
+        )
+    if history.invoice_lines:
+        (directory / INVOICE_LINES).mkdir(exist_ok=True)
+    for invoice, lines in history.invoice_lines.items():
+        listing = {
+            "object": "list",
+            "url": f"/v1/invoices/{invoice}/lines",
+            "has_more": False,
+            "data": lines,
+        }
+        (directory / INVOICE_LINES / f"{invoice}.json").write_text(
             json.dumps(listing, sort_keys=True), encoding="utf-8"
         )

@@ -10,6 +10,9 @@ history (``ledgerstream.testing.generator``), in Stripe's response shapes:
   objects by id, with the same paging and ``created`` filters, and ``expand[]`` of
   ``balance_transaction``, ``charge`` and (balance transactions) ``source``;
 - ``GET /v1/balance_transactions?payout=po_…`` (+ by id);
+- ``GET /v1/invoices/{id}/lines``: every line of the invoice, in its order, with the same
+  paging (``limit``, ``starting_after``, ``ending_before``): from ``History.invoice_lines``
+  for an invoice that embeds only its first lines (``lines.has_more``), else the embedded ones;
 - ``POST /v1/{type}/{id}`` with ``metadata[key]=value``: stored, and returned as Stripe would;
 - ``Authorization: Bearer sk_…`` required; an optional request-rate limit answers 429 like
   Stripe (``rate_limit_error``).
@@ -272,6 +275,16 @@ class StripeDouble:
         obj["metadata"] = metadata
         return web.json_response(obj)
 
+    async def list_invoice_lines(self, request: web.Request) -> web.Response:
+        invoice_id = request.match_info["id"]
+        invoice = self.objects.get(invoice_id)
+        if invoice is None or invoice["object"] != "invoice":
+            return _error(
+                404, "invalid_request_error", f"No such invoice: '{invoice_id}'", "resource_missing"
+            )
+        lines = self.history.invoice_lines.get(invoice_id, invoice["lines"]["data"])
+        return self._page(request, lines, f"/v1/invoices/{invoice_id}/lines")
+
     async def list_balance_transactions(self, request: web.Request) -> web.Response:
         payout = request.query.get("payout")
         txns = self.history.balance_transactions
@@ -308,6 +321,7 @@ class StripeDouble:
         app.router.add_get("/v1/events/{id}", self.get_event)
         app.router.add_get("/v1/balance_transactions", self.list_balance_transactions)
         app.router.add_get("/v1/balance_transactions/{id}", self.get_balance_transaction)
+        app.router.add_get("/v1/invoices/{id}/lines", self.list_invoice_lines)
         app.router.add_get("/v1/{kind}", self.list_objects)
         app.router.add_get("/v1/{kind}/{id}", self.get_object)
         app.router.add_post("/v1/{kind}/{id}", self.update_object)

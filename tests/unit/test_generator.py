@@ -16,7 +16,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledgerstream.money import check_amount, exponent, round_half_even, step
-from ledgerstream.testing.generator import API_VERSION, History, Scenario, generate, iter_events
+from ledgerstream.testing.generator import (
+    API_VERSION,
+    EMBEDDED_LINES,
+    History,
+    Scenario,
+    generate,
+    iter_events,
+)
 
 Obj = dict[str, Any]
 
@@ -186,9 +193,13 @@ def check_payouts(h: History) -> None:
 # --- arithmetic -----------------------------------------------------------------------------
 
 
-def check_invoice(invoice: Obj) -> None:
-    lines = invoice["lines"]["data"]
+def check_invoice(invoice: Obj, every_line: list[Obj] | None = None) -> None:
+    """``every_line``: all the lines of an invoice that embeds only its first ones."""
+    lines = invoice["lines"]["data"] if every_line is None else every_line
     assert invoice["lines"]["total_count"] == len(lines)
+    assert invoice["lines"]["has_more"] is (len(lines) > EMBEDDED_LINES)
+    assert invoice["lines"]["data"] == lines[:EMBEDDED_LINES]
+    assert invoice["lines"]["url"] == f"/v1/invoices/{invoice['id']}/lines"
     assert invoice["subtotal"] == sum(line["amount"] for line in lines)
     assert invoice["subtotal_excluding_tax"] == invoice["subtotal"]
     discount = sum(d["amount"] for d in invoice["total_discount_amounts"])
@@ -282,6 +293,96 @@ def test_credit_notes_add_up() -> None:
             and n["status"] == "issued"
         )
         assert invoice["pre_payment_credit_notes_amount"] == kept, invoice["id"]
+
+
+# --- long invoices (lines beyond the embedded ones) -----------------------------------------
+
+LONG = Scenario(
+    seed=5,
+    customers=25,
+    months=2,
+    settlement_currencies=("usd", "jpy"),
+    credit_note_rate=0.3,
+    long_invoice_rate=0.3,
+)
+
+
+@cache
+def long_history() -> History:
+    return generate(LONG)
+
+
+def test_long_invoices_embed_their_first_lines_and_add_up_over_all() -> None:
+    h = long_history()
+    assert h.invoice_lines
+    invoices = [s for s in states(h) if s["object"] == "invoice"]
+    for invoice in invoices:
+        every_line = h.invoice_lines.get(invoice["id"])
+        if every_line is not None:
+            assert len(invoice["lines"]["data"]) == EMBEDDED_LINES
+            assert invoice["lines"]["has_more"] is True
+            assert len(every_line) in LONG.long_invoice_lines
+        check_invoice(invoice, every_line)
+    # every invoice that embeds a part only is in invoice_lines, and nothing else is
+    truncated = {i["id"] for i in invoices if i["lines"]["has_more"]}
+    assert truncated == set(h.invoice_lines)
+    assert {len(lines) for lines in h.invoice_lines.values()} == set(LONG.long_invoice_lines)
+    longs = [h.objects[i] for i in h.invoice_lines]
+    assert {"subscription_create", "subscription_cycle", "manual"} == {
+        i["billing_reason"] for i in longs
+    }
+    assert any(i["discount"] and i["discount"]["coupon"]["amount_off"] for i in longs)
+    assert any(i["discount"] and i["discount"]["coupon"]["percent_off"] for i in longs)
+    assert any(i["total_tax_amounts"] for i in longs)
+    # a subscription's own lines come after the pending items, beyond the embedded ones
+    for invoice in longs:
+        if invoice["subscription"]:
+            kinds = [line["type"] for line in h.invoice_lines[invoice["id"]]]
+            assert kinds[-1] == "subscription" and "subscription" not in kinds[:EMBEDDED_LINES]
+
+
+def test_long_invoice_lines_are_valid_amounts_with_unique_ids() -> None:
+    h = long_history()
+    found: list[tuple[int, str, bool]] = []
+    walk_amounts(list(h.invoice_lines.values()), None, found)
+    assert found
+    for amount, currency, _ in found:
+        check_amount(amount, currency)
+    ids = [line["id"] for lines in h.invoice_lines.values() for line in lines]
+    items = [line["invoice_item"] for lines in h.invoice_lines.values() for line in lines]
+    assert len(set(ids)) == len(ids) and all(i.startswith("il_") for i in ids)
+    items = [i for i in items if i is not None]
+    assert len(set(items)) == len(items)
+
+
+def test_credit_notes_on_long_invoices_pick_from_every_line() -> None:
+    h = long_history()
+    positions = []
+    for note in by_type(h, "credit_note"):
+        every_line = h.invoice_lines.get(note["invoice"])
+        if every_line is None:
+            continue
+        credited = note["lines"]["data"][0]
+        line = next(x for x in every_line if x["id"] == credited["invoice_line_item"])
+        assert credited["description"] == line["description"]
+        assert credited["quantity"] <= line["quantity"]
+        positions.append(every_line.index(line))
+    assert any(p >= EMBEDDED_LINES for p in positions), positions
+
+
+def test_long_invoices_stream_like_the_rest() -> None:
+    scenario = Scenario(seed=3, customers=6, months=2, long_invoice_rate=0.5)
+    assert list(iter_events(scenario)) == generate(scenario).events
+    check_order(generate(scenario))
+
+
+def test_without_long_invoices_the_line_counts_do_not_matter() -> None:
+    # at rate 0 nothing is drawn for long invoices: the history is the default one
+    plain = generate(Scenario(seed=8, customers=6, months=2))
+    assert plain.invoice_lines == {}
+    other = generate(Scenario(seed=8, customers=6, months=2, long_invoice_lines=(11, 99)))
+    assert json.dumps(other.events) == json.dumps(plain.events)
+    assert not any(s["lines"]["has_more"] for s in states(plain) if s["object"] == "invoice")
 
 
 AMOUNT_KEYS = {
@@ -648,6 +749,10 @@ def test_customer_updates_carry_previous_attributes() -> None:
         {"settlement_currencies": ()},
         {"customers": 0},
         {"refund_rate": 1.5},
+        {"long_invoice_rate": -0.1},
+        {"long_invoice_lines": ()},
+        {"long_invoice_lines": (25, EMBEDDED_LINES)},
+        {"long_invoice_lines": (251,)},
     ],
 )
 def test_scenario_rejects_nonsense(bad: dict[str, Any]) -> None:

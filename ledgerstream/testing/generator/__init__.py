@@ -8,6 +8,11 @@ cannot give:
 
 - invoice arithmetic: ``subtotal`` = Σ line ``amount``; ``total`` = subtotal − discounts + tax +
   shipping; ``amount_due`` = total − pre-payment credit notes;
+- an invoice with more lines than it embeds (``EMBEDDED_LINES``, ten, the list endpoints'
+  default page; with ``Scenario.long_invoice_rate``) embeds the first ones with
+  ``lines.has_more`` and the full ``total_count``, as Stripe does; :attr:`History.invoice_lines`
+  has every line, as ``GET /v1/invoices/{id}/lines`` gives them, and the sums above are over
+  them all;
 - every amount is an integer in minor units that :func:`ledgerstream.money.check_amount` accepts,
   in the presentment currency and (with the payout step) in the settlement currency;
 - every balance transaction has ``net == amount - fee`` and ``fee == Σ fee_details.amount``;
@@ -24,7 +29,8 @@ number of customers, not with the number of months or events.
 
 The story: customers sign up during the first 20 days and subscribe minutes later; each then gets
 one subscription invoice per month, and customers also get one-off invoices and bare charges
-(plus charges from guests). The simulation then runs until everything has settled: retries,
+(plus charges from guests). A long invoice (any kind) also collects tens or hundreds of the
+customer's pending invoice items. The simulation then runs until everything has settled: retries,
 refunds, disputes and credit notes run their course, and daily payouts continue until no
 balance transaction that could still be paid out is left.
 
@@ -70,12 +76,13 @@ methods of one object, the code moved unchanged, line for line, so the order of 
 inheritance, with no protocol restating their signatures.
 """
 
-from ledgerstream.testing.generator.common import API_VERSION, DAY, HOUR, Obj
+from ledgerstream.testing.generator.common import API_VERSION, DAY, EMBEDDED_LINES, HOUR, Obj
 from ledgerstream.testing.generator.scenario import History, Scenario, generate, iter_events
 
 __all__ = [
     "API_VERSION",
     "DAY",
+    "EMBEDDED_LINES",
     "HOUR",
     "History",
     "Obj",

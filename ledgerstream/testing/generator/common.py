@@ -19,6 +19,10 @@ from ledgerstream.money import exponent, round_half_even, step, to_decimal
 API_VERSION = "2024-06-20"
 DAY = 86_400
 HOUR = 3_600
+# An invoice embeds its first lines only (``lines.has_more``); GET /v1/invoices/{id}/lines gives
+# them all. Stripe says "the first handful"; the list endpoint's default page size is taken.
+EMBEDDED_LINES = 10
+MAX_INVOICE_ITEMS = 250  # Stripe refuses more invoice items on one invoice (since 2016-02-22)
 
 Obj = dict[str, Any]
 

@@ -31,7 +31,7 @@ class _CreditNotes(_Payments):
     def _credit_note(self, bill: _Bill, kind: str) -> None:
         rng, t, invoice = self.rng, self._now, bill.obj
         currency = invoice["currency"]
-        candidates = [line for line in invoice["lines"]["data"] if not line["proration"]]
+        candidates = [line for line in bill.lines if not line["proration"]]
         if not candidates:
             return
         line = rng.choice(candidates)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import heapq
 import random
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
@@ -64,6 +64,8 @@ class _Bill:
     wants_credit_note: bool = False
     credit_notes: int = 0
     charge: _Charge | None = None
+    # every line, also those beyond the ones the invoice embeds (what credit notes pick from)
+    lines: list[Obj] = field(default_factory=list)
 
 
 # (time, sequence, is a daily payout tick, what to run): plain tuples keep the heap fast, and the
@@ -78,11 +80,15 @@ class _Engine:
     def __init__(self, scenario: Scenario, collect: bool) -> None:
         self.scenario = scenario
         self.rng = random.Random(scenario.seed)
+        # Long invoices are drawn from a stream of their own, and not at all at rate 0: the
+        # main stream's draws, and so a history without long invoices, stay as they were.
+        self.long_rng = random.Random(f"{scenario.seed}-long")
         self.ids = _Ids(self.rng)
         self.collect = collect
         self.objects: dict[str, Obj] = {}
         self.balance_transactions: dict[str, Obj] = {}
         self.payout_transactions: dict[str, list[str]] = {}
+        self.invoice_lines: dict[str, list[Obj]] = {}  # in_ id -> every line, if truncated
 
         self._actions: list[_Action] = []
         self._out: list[tuple[int, str, Obj]] = []

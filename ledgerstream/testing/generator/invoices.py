@@ -10,6 +10,7 @@ from functools import partial
 from ledgerstream.testing.generator.catalogue import _ONE_TIME, _Catalogue
 from ledgerstream.testing.generator.common import (
     DAY,
+    EMBEDDED_LINES,
     HOUR,
     Obj,
     _add_months,
@@ -25,6 +26,9 @@ from ledgerstream.testing.generator.engine import _Bill, _Customer
 # Internal rates that the scenario does not expose.
 _ONE_OFF_CHARGE_RATE = 0.3  # per customer and month
 _ONE_OFF_INVOICE_RATE = 0.08  # per customer and month
+# What a long invoice's many pending invoice items are (one-time products, one each): repeated
+# services and kits rather than the onboarding package, which a customer buys once.
+_PENDING_ITEMS = ("consulting", "hardware")
 
 
 class _Invoices(_CreditNotes, _Catalogue):
@@ -84,6 +88,37 @@ class _Invoices(_CreditNotes, _Catalogue):
             "unit_amount_excluding_tax": _unit_amount_text(amount, quantity),
         }
 
+    def _pending_items(self, invoice_id: str, currency: str, own: int) -> list[Obj]:
+        """What makes an invoice long (``Scenario.long_invoice_rate``): invoice items pending
+        on the customer, which Stripe pulls into its next invoice, as many as make it, with its
+        ``own`` lines, one of ``Scenario.long_invoice_lines`` lines long; none for most
+        invoices. Drawn from ``long_rng`` only, and not at all at rate 0."""
+        rate, rng = self.scenario.long_invoice_rate, self.long_rng
+        if not (rate and rng.random() < rate):
+            return []
+        t, count = self._now, rng.choice(self.scenario.long_invoice_lines)
+        items = []
+        for _ in range(count - own):
+            key = rng.choice(_PENDING_ITEMS)
+            price = self._prices[key, currency]
+            items.append(
+                self._line(
+                    invoice_id,
+                    currency,
+                    amount=price["unit_amount"],
+                    quantity=1,
+                    description=self._names[key],
+                    period=(t, t),
+                    price=price,
+                    plan=None,
+                    kind="invoiceitem",
+                    subscription=None,
+                    subscription_item=None,
+                    proration=False,
+                )
+            )
+        return items
+
     def _draft(
         self,
         invoice_id: str,
@@ -96,7 +131,11 @@ class _Invoices(_CreditNotes, _Catalogue):
         collection: str,
         shipping: int,
     ) -> Obj:
+        """The draft invoice of ``lines``. A long one gets pending invoice items first: they go
+        into ``lines`` itself, so the caller's list holds every line; the invoice embeds only
+        the first ``EMBEDDED_LINES`` (the rest: ``invoice_lines``, GET .../lines)."""
         t, currency, cus = self._now, customer.currency, customer.obj
+        lines[:0] = self._pending_items(invoice_id, currency, len(lines))
         discount = customer.discount
         if discount is not None and discount["end"] is not None and discount["end"] <= t:
             discount = None
@@ -105,6 +144,11 @@ class _Invoices(_CreditNotes, _Catalogue):
         subtotal = sum(line["amount"] for line in lines)
         total = subtotal - discount_total + tax_total + shipping
         tax_rate = customer.tax_rate
+        embedded, truncated = lines, len(lines) > EMBEDDED_LINES
+        if truncated:
+            embedded = _copy(lines[:EMBEDDED_LINES])
+            if self.collect:
+                self.invoice_lines[invoice_id] = lines
         shipping_cost = None
         if shipping:
             shipping_cost = {
@@ -163,8 +207,8 @@ class _Invoices(_CreditNotes, _Catalogue):
                 "latest_revision": None,
                 "lines": {
                     "object": "list",
-                    "data": lines,
-                    "has_more": False,
+                    "data": embedded,
+                    "has_more": truncated,
                     "total_count": len(lines),
                     "url": f"/v1/invoices/{invoice_id}/lines",
                 },
@@ -345,7 +389,10 @@ class _Invoices(_CreditNotes, _Catalogue):
             shipping=shipping,
         )
         self._emit("invoice.created", t, invoice)
-        self._at(t + self._between(60, 2 * HOUR), partial(self._finalize, _Bill(invoice, customer)))
+        self._at(
+            t + self._between(60, 2 * HOUR),
+            partial(self._finalize, _Bill(invoice, customer, lines=lines)),
+        )
 
     # -- invoice life cycle --------------------------------------------------------------------
 

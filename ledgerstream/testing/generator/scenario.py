@@ -4,9 +4,15 @@ to run it: :func:`generate` keeps everything, :func:`iter_events` streams the ev
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from ledgerstream.testing.generator.common import _USD_VALUE, Obj, _copy
+from ledgerstream.testing.generator.common import (
+    _USD_VALUE,
+    EMBEDDED_LINES,
+    MAX_INVOICE_ITEMS,
+    Obj,
+    _copy,
+)
 from ledgerstream.testing.generator.simulation import _Simulation
 
 
@@ -28,6 +34,11 @@ class Scenario:
     # share of pre-payment credit notes the merchant voids while the invoice is still open
     # (0: no random draw for it, so histories without voids stay as they were)
     credit_note_void_rate: float = 0.0
+    # share of invoices that also collect many pending invoice items: they embed only their
+    # first lines (History.invoice_lines has them all); drawn from a stream of their own, and
+    # not at all at 0, so histories without long invoices stay as they were
+    long_invoice_rate: float = 0.0
+    long_invoice_lines: tuple[int, ...] = (25, 250)  # a long invoice's line count, one of these
 
     def __post_init__(self) -> None:
         if self.customers < 1 or self.months < 1:
@@ -46,11 +57,19 @@ class Scenario:
             self.failure_rate,
             self.credit_note_rate,
             self.credit_note_void_rate,
+            self.long_invoice_rate,
         )
         if not all(0.0 <= rate <= 1.0 for rate in rates):
             raise ValueError("rates must lie between 0 and 1")
         if self.refund_rate + self.dispute_rate > 1.0:
             raise ValueError("refund_rate + dispute_rate must not exceed 1")
+        if not self.long_invoice_lines or not all(
+            EMBEDDED_LINES < count <= MAX_INVOICE_ITEMS for count in self.long_invoice_lines
+        ):
+            raise ValueError(
+                f"long_invoice_lines: line counts between {EMBEDDED_LINES + 1} (more than an "
+                f"invoice embeds) and {MAX_INVOICE_ITEMS} (Stripe's limit)"
+            )
 
 
 @dataclass
@@ -61,6 +80,9 @@ class History:
     objects: dict[str, Obj]  # id -> latest state, as GET /v1/<type>/<id> returns it
     balance_transactions: dict[str, Obj]  # txn id -> balance transaction
     payout_transactions: dict[str, list[str]]  # po id -> txn ids, newest first, its own included
+    # in_ id -> every line, in order, of each invoice that embeds only its first ones
+    # (lines.has_more), as GET /v1/invoices/{id}/lines gives them page after page
+    invoice_lines: dict[str, list[Obj]] = field(default_factory=dict)
 
 
 def generate(scenario: Scenario) -> History:
@@ -75,7 +97,9 @@ def generate(scenario: Scenario) -> History:
     for obj in sim.objects.values():
         if obj["object"] == "dispute":  # its own copies, not the dicts of balance_transactions
             obj["balance_transactions"] = _copy(obj["balance_transactions"])
-    return History(events, sim.objects, sim.balance_transactions, sim.payout_transactions)
+    return History(
+        events, sim.objects, sim.balance_transactions, sim.payout_transactions, sim.invoice_lines
+    )
 
 
 def iter_events(scenario: Scenario) -> Iterator[Obj]:

@@ -126,7 +126,7 @@ class _Subscriptions(_Invoices):
             shipping=0,
         )
         sub.last_invoice = invoice_id
-        bill = _Bill(invoice, customer)
+        bill = _Bill(invoice, customer, lines=lines)
         self._emit("invoice.created", t, invoice)
         # A subscription's first invoice is finalized at once; renewals stay draft for an hour.
         self._at(t + (1 if first else HOUR), partial(self._finalize, bill))
