@@ -299,11 +299,19 @@ def producer_replay(path: str) -> None:
 @click.option("--months", default=3, show_default=True)
 @click.option("--rate-limit", default=None, type=float, help="requests/s before 429")
 @click.option(
+    "--long-invoice-rate",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="share of generated invoices with 25 or 250 lines (Stripe embeds the first 10)",
+)
+@click.option(
     "--history",
     "recorded",
     default=None,
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="serve this recorded history (events.jsonl, objects.jsonl, payout_contents/; see "
+    help="serve this recorded history (events.jsonl, objects.jsonl, payout_contents/, "
+    "invoice_lines/; see "
     "ledgerstream/testing/recorded.py) instead of a generated one",
 )
 @click.option(
@@ -319,6 +327,7 @@ def stripe_double_cmd(
     customers: int,
     months: int,
     rate_limit: float | None,
+    long_invoice_rate: float,
     recorded: Path | None,
     save: Path | None,
 ) -> None:
@@ -331,7 +340,11 @@ def stripe_double_cmd(
     if recorded is not None:
         history = files.load(recorded)
     else:
-        history = generate(Scenario(seed=seed, customers=customers, months=months))
+        history = generate(
+            Scenario(
+                seed=seed, customers=customers, months=months, long_invoice_rate=long_invoice_rate
+            )
+        )
     if save is not None:
         files.save(history, save)
         click.echo(f"{len(history.events)} events, {len(history.objects)} objects -> {save}")

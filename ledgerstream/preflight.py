@@ -812,13 +812,26 @@ def registry_checks(cfg: KafkaSettings | None, timeout: float) -> list[Row]:
         ]
 
     conf = {**cfg.registry_config(), "timeout": timeout, "max.retries": 0}
+    specs = [(f"{cfg.topic(s.name)}-value", s.schema) for s in ALL if s.schema is not None]
+    # each subject asked for by name: a listing of every subject is capped (Apicurio answers
+    # GET /subjects with at most 1000) and a shared registry easily holds more
+    absent = []
     try:
         client = SchemaRegistryClient(conf)
-        subjects = set(client.get_subjects())
-    except Exception as exc:  # noqa: BLE001 - httpx, SchemaRegistryError, a malformed URL
+        for subject, _ in specs:
+            try:
+                client.get_latest_version(subject)
+            except SchemaRegistryError as exc:
+                if exc.http_status_code != 404:
+                    return [
+                        Row(names[0], False, f"{where} refused: {exc}", fix),
+                        skipped(
+                            names[1], "the registry refused", "resolve “Schema registry” first"
+                        ),
+                    ]
+                absent.append(subject)
+    except Exception as exc:  # noqa: BLE001 - httpx, a malformed URL
         return unreachable(exc)
-    specs = [(f"{cfg.topic(s.name)}-value", s.schema) for s in ALL if s.schema is not None]
-    absent = [subject for subject, _ in specs if subject not in subjects]
     if absent:
         row = Row(names[0], False, f"not registered: {_names(absent)}", "run `ledgerstream topics`")
     else:

@@ -28,8 +28,11 @@ def expanded_payout_txns(h: History) -> dict[str, list[dict[str, Any]]]:
 
 def routed(h: History, event: dict[str, Any]) -> dict[str, Any]:
     """The event as the router completes it: a succeeded charge with its balance transaction,
-    a refund or dispute with its charge."""
+    a refund or dispute with its charge, an invoice with the lines it does not embed."""
     obj = dict(event["data"]["object"])
+    if obj.get("object") == "invoice" and (obj.get("lines") or {}).get("has_more"):
+        full = h.invoice_lines[obj["id"]]
+        obj["lines"] = {**obj["lines"], "data": full, "has_more": False, "total_count": len(full)}
     if obj.get("object") == "charge" and isinstance(obj.get("balance_transaction"), str):
         obj["balance_transaction"] = h.balance_transactions[obj["balance_transaction"]]
     if obj.get("object") in ("refund", "dispute") and isinstance(obj.get("charge"), str):

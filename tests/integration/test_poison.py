@@ -126,9 +126,12 @@ def test_router_dead_letters_every_kind_of_poison_and_routes_the_next_event(
     dead = dead_letters(topics.STRIPE_EVENTS)
     assert [d["value"] for d in dead] == poison  # the original bytes, in order
     assert_provenance(dead, topics.STRIPE_EVENTS, "router")
-    again = Router(boot)  # restarted: nothing left, no crash loop
+    # restarted, with one event more: it reads that one only (no crash loop on the poison)
+    produce(topics.STRIPE_EVENTS, [(ok.key.encode(), ok.value)])
+    again = Router(boot)
     drain(again)
-    assert again.dead_lettered == 0 and again.routed == 0
+    assert again.runner.counts["read"] == 1
+    assert again.dead_lettered == 0 and again.routed == 1
 
 
 def test_payout_contents_dead_letters_poison_and_unknown_payouts_and_lists_the_next(
@@ -161,9 +164,11 @@ def test_payout_contents_dead_letters_poison_and_unknown_payouts_and_lists_the_n
     payout_id = paid["data"]["object"]["id"]
     assert {t["payout"] for t in txns} == {payout_id}
     assert len(txns) == len(history.payout_transactions[payout_id])
+    # restarted, with the paid payout once more: it reads that one only
+    produce(topics.STRIPE_PAYOUT, [(ok.key.encode(), ok.value)])
     again = PayoutContents(boot)
     drain(again)
-    assert again.runner.counts["read"] == 0
+    assert again.runner.counts["read"] == 1 and again.runner.counts["dead_lettered"] == 0
 
 
 def backref(stripe_id: str, **changes: Any) -> bytes:
@@ -202,9 +207,11 @@ def test_metadata_writer_dead_letters_poison_and_writes_the_next_back_reference(
     assert [d["value"] for d in dead] == poison
     assert_provenance(dead, topics.NETSUITE_BACKREFS, "stripe-metadata")
     assert double.objects[cus]["metadata"]["netsuite_customer_id"] == "1234"
+    # restarted, with the back-reference once more: it reads that one only
+    produce(topics.NETSUITE_BACKREFS, [(f"customer/{cus}".encode(), backref(cus))])
     again = MetadataWriter(boot)
     drain(again)
-    assert again.runner.counts["read"] == 0
+    assert again.runner.counts["read"] == 1 and again.dead_lettered == 0
 
 
 def test_netsuite_sink_dead_letters_poison_commands_ignores_poison_back_references(

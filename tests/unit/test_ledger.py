@@ -41,6 +41,16 @@ SCENARIOS = [
         credit_note_rate=0.3,
         credit_note_void_rate=0.5,
     ),
+    # invoices of 25 and 250 lines (Stripe embeds 10; the router fetches the rest)
+    Scenario(
+        seed=6,
+        customers=3,
+        months=2,
+        settlement_currencies=("usd", "jpy"),
+        refund_rate=0.2,
+        credit_note_rate=0.2,
+        long_invoice_rate=0.5,
+    ),
 ]
 _HISTORIES: dict[Scenario, History] = {}
 
@@ -89,7 +99,9 @@ def run(feed: list[tuple[str, dict[str, Any]]]) -> tuple[dict[str, Command], dic
     return last, waiting
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS, ids=["multicurrency", "failures", "credit-notes"])
+@pytest.mark.parametrize(
+    "scenario", SCENARIOS, ids=["multicurrency", "failures", "credit-notes", "long-invoices"]
+)
 def test_in_order_feed_equals_the_reference_booking(scenario: Scenario) -> None:
     h = history(scenario)
     book = book_history([routed(h, e) for e in h.events], expanded_payout_txns(h), CFG)
@@ -273,3 +285,14 @@ def test_a_record_the_model_cannot_read_fails_alone_before_anything_is_stored() 
     assert {k: c.command_id for k, c in last.items()} == {
         k: c.command_id for k, c in reference.items()
     }
+
+
+def test_invoices_beyond_the_embedded_lines_are_booked_with_every_line() -> None:
+    h = history(SCENARIOS[3])
+    assert sorted({len(lines) for lines in h.invoice_lines.values()}) == [25, 250]
+    book = book_history([routed(h, e) for e in h.events], expanded_payout_txns(h), CFG)
+    for invoice_id, lines in h.invoice_lines.items():
+        invoice = h.objects[invoice_id]
+        assert len(invoice["lines"]["data"]) == 10 and invoice["lines"]["has_more"]
+        body = book.commands[f"invoice/{invoice_id}"].body
+        assert len(body["item"]["items"]) >= len(lines)  # one per Stripe line, then tax
