@@ -62,8 +62,12 @@ def test_missing_netsuite_credentials_fail_fast(monkeypatch: pytest.MonkeyPatch)
     assert cfg.rest_root() == "https://123456-sb1.suitetalk.api.netsuite.com"
 
 
-def test_worker_web_server_listens_on_loopback_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_worker_web_server_listens_on_loopback_unless_told(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from ledgerstream.processors.app import create_app
+
+    monkeypatch.setenv("LEDGER_PROCESSOR_DATA_DIR", str(tmp_path))  # not the user's own
 
     assert create_app(7001).conf.web_bind == "127.0.0.1"  # faust alone binds every interface
     monkeypatch.setenv("LEDGER_PROCESSOR_WEB_BIND", "0.0.0.0")
