@@ -88,6 +88,10 @@ class MetadataWriter(Stage):
             "dispute": v1.disputes,
             "credit_note": v1.credit_notes,
             "payout": v1.payouts,
+            # per_price item mode: the service sale item of a price, the discount item of a
+            # coupon (netsuite_service_sale_item_id, netsuite_discount_item_id)
+            "price": v1.prices,
+            "coupon": v1.coupons,
         }
 
     def apply(
@@ -99,8 +103,10 @@ class MetadataWriter(Stage):
         services = self.services()
         for (obj, stripe_id), metadata in sorted(updates.items()):
             service = services.get(obj)
-            if service is None:
-                log.warning("no Stripe metadata update for object type %s", obj)
+            if service is None:  # not dropped: kept in the dead-letter topic with the reason
+                unknown = ValueError(f"no Stripe metadata update for object type {obj!r}")
+                for msg in (sources or {}).get((obj, stripe_id), []):
+                    self._dead_letter(msg, unknown)
                 continue
             try:
                 for attempt in Retrying(

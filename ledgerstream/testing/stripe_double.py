@@ -43,6 +43,7 @@ LISTS = {
     "credit_notes": "credit_note",
     "payouts": "payout",
     "prices": "price",
+    "coupons": "coupon",
 }
 MAX_LIMIT = 100
 

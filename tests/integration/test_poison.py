@@ -248,3 +248,37 @@ def test_netsuite_sink_dead_letters_poison_commands_ignores_poison_back_referenc
     dead = dead_letters(topics.NETSUITE_COMMANDS)
     assert [d["value"] for d in dead] == poison
     assert_provenance(dead, topics.NETSUITE_COMMANDS, "netsuite-sink")
+
+
+def test_metadata_writer_writes_item_ids_on_prices_and_coupons(
+    isolated: str, double: StripeDouble, history: History, boot: Bootstrap
+) -> None:
+    """per_price item mode books a service sale item per price and a discount item per
+    coupon; their internal ids go back to Stripe like every other (they were dropped)."""
+    price = next(o["id"] for o in history.objects.values() if o["object"] == "price")
+    coupon = next(o["id"] for o in history.objects.values() if o["object"] == "coupon")
+    refs = [
+        ("price", price, "serviceSaleItem", "netsuite_service_sale_item_id", "501"),
+        ("coupon", coupon, "discountItem", "netsuite_discount_item_id", "502"),
+    ]
+    produce(
+        topics.NETSUITE_BACKREFS,
+        [
+            (
+                f"{rtype}/{sid}".encode(),
+                backref(
+                    sid,
+                    record_type=rtype,
+                    stripe_object=obj,
+                    metadata_key=key,
+                    internal_id=internal,
+                ),
+            )
+            for obj, sid, rtype, key, internal in refs
+        ],
+    )
+    writer = MetadataWriter(boot)
+    drain(writer)
+    assert writer.updated == 2 and writer.dead_lettered == 0
+    assert double.objects[price]["metadata"]["netsuite_service_sale_item_id"] == "501"
+    assert double.objects[coupon]["metadata"]["netsuite_discount_item_id"] == "502"
