@@ -42,6 +42,25 @@ class _Invoices(_CreditNotes, _Catalogue):
             customer.obj["currency"] = customer.currency
             self._emit("customer.updated", self._now, customer.obj, {"currency": None})
 
+    def _invoice_item(
+        self, invoice_id: str, currency: str, price: Obj, key: str, t: int, quantity: int
+    ) -> Obj:
+        """The line of a one-off invoice item: ``quantity`` of ``price`` at time ``t``."""
+        return self._line(
+            invoice_id,
+            currency,
+            amount=price["unit_amount"] * quantity,
+            quantity=quantity,
+            description=self._names[key],
+            period=(t, t),
+            price=price,
+            plan=None,
+            kind="invoiceitem",
+            subscription=None,
+            subscription_item=None,
+            proration=False,
+        )
+
     def _line(
         self,
         invoice_id: str,
@@ -101,22 +120,7 @@ class _Invoices(_CreditNotes, _Catalogue):
         for _ in range(count - own):
             key = rng.choice(_PENDING_ITEMS)
             price = self._prices[key, currency]
-            items.append(
-                self._line(
-                    invoice_id,
-                    currency,
-                    amount=price["unit_amount"],
-                    quantity=1,
-                    description=self._names[key],
-                    period=(t, t),
-                    price=price,
-                    plan=None,
-                    kind="invoiceitem",
-                    subscription=None,
-                    subscription_item=None,
-                    proration=False,
-                )
-            )
+            items.append(self._invoice_item(invoice_id, currency, price, key, t, 1))
         return items
 
     def _draft(
@@ -359,22 +363,7 @@ class _Invoices(_CreditNotes, _Catalogue):
         for key in keys:
             price = self._prices[key, currency]
             quantity = rng.randint(1, 3)
-            lines.append(
-                self._line(
-                    invoice_id,
-                    currency,
-                    amount=price["unit_amount"] * quantity,
-                    quantity=quantity,
-                    description=self._names[key],
-                    period=(t, t),
-                    price=price,
-                    plan=None,
-                    kind="invoiceitem",
-                    subscription=None,
-                    subscription_item=None,
-                    proration=False,
-                )
-            )
+            lines.append(self._invoice_item(invoice_id, currency, price, key, t, quantity))
         ships = customer.obj["shipping"] is not None and not self._shippable.isdisjoint(keys)
         shipping = _from_usd(rng.choice((900, 1500, 2500)), currency) if ships else 0
         collection = rng.choice(("charge_automatically", "send_invoice"))
