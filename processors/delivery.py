@@ -173,6 +173,20 @@ class GaplessConsumer(aiokafka_driver.Consumer):
     previous assignment acknowledges it after the rebalance, before the re-read records below
     it arrive). If they do not arrive within ``GAP_GRACE_S`` it is recorded as a failed write:
     nothing more is committed and the worker stops; its replacement reads from the last commit.
+
+    **Fetch what was active when the fetch began.** faust hands the client thread its own set of
+    active partitions, the one it changes in place when it pauses or resumes partitions, and a
+    fetch waits up to a second for records. aiokafka reads an empty set as "every partition", so
+    a fetch that began while only the changelogs were active and was still waiting when recovery
+    paused them came back with the records of every input partition, just rewound by the seek
+    above, and faust dropped them as not active. The client stood past them and nothing read
+    them again: a restarted worker that never consumed (docs/reliability.md). Each fetch here
+    gets a copy of the set as it was when the fetch began.
+
+    **A seek while the flow is stopped only seeks.** faust also calls ``perform_seek`` when a
+    fetch returns after a rebalance stopped the flow; the input partitions of the new
+    assignment then wait for the recovery's own seek, and are not resumed before their tables
+    are restored.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -196,8 +210,16 @@ class GaplessConsumer(aiokafka_driver.Consumer):
         # input partitions wait for their seek (perform_seek resumes them)
         super().resume_partitions({tp for tp in tps if tp not in self._unseeked})
 
+    async def _getmany(self, active_partitions: Any, timeout: float) -> Any:
+        # a copy: faust changes its set in place while the client thread waits for records
+        wanted = None if active_partitions is None else set(active_partitions)
+        return await super()._getmany(wanted, timeout)
+
     async def perform_seek(self) -> None:
         await super().perform_seek()
+        if not self.flow_active:
+            # faust's getmany after a rebalance stopped the flow: the recovery seeks again
+            return
         waiting, self._unseeked = self._unseeked, set()
         # faust's seek leaves a partition with no commit where the client stands; records the
         # client handed over while faust's flow was stopped (a rebalance, the start-up) were
