@@ -81,16 +81,23 @@ _BACKFILL_TYPES = {
 }
 
 
-def object_event(obj: dict[str, Any]) -> dict[str, Any]:
-    """An Event-shaped envelope for an object read from a list endpoint (no event id)."""
+def object_event(obj: dict[str, Any], read_at: int | None = None) -> dict[str, Any]:
+    """An Event-shaped envelope for an object read from a list endpoint (no event id).
+
+    Its time is when Stripe answered the read (``read_at``), not when the object was created:
+    the object is in its state of that moment, later than every event about it before then, so
+    a backfill over objects already seen live brings them to their latest state (stamped with
+    ``created``, a voided invoice lost to its older live ``invoice.finalized`` and stayed open).
+    """
     kind = obj.get("object")
     if kind not in _BACKFILL_TYPES:
         raise BadEvent(f"objects of type {kind!r} are not published")
+    created = int(obj.get("created") or 0)
     return {
         "id": None,
         "object": "event",
         "type": _BACKFILL_TYPES[str(kind)],
-        "created": int(obj.get("created") or 0),
+        "created": max(created, read_at or 0),
         "api_version": None,
         "livemode": bool(obj.get("livemode", False)),
         "data": {"object": obj},

@@ -5,6 +5,9 @@ For each object type, the period is cut into ``created`` windows, each read with
 limit), and every object is published through the same encoding as a live event of it, so the
 processors cannot tell the difference. Paid automatic payouts also get their balance
 transactions (the deposit's contents). A progress bar counts objects per type.
+
+Each object is stamped with when Stripe answered its page, so that a backfill over objects
+already seen live brings them to their latest state (``stripe_records.object_event``).
 """
 
 from __future__ import annotations
@@ -52,19 +55,20 @@ def backfill(
                 if LIST_ENDPOINTS[kind]:
                     params["expand"] = list(LIST_ENDPOINTS[kind])
                 batch = []
-                for obj in api.paginate(f"/v1/{kind}", params):
-                    encoded = publisher.encode_object(obj)
-                    if encoded is not None:
-                        batch.append(encoded)
-                    if kind == "payouts" and wants_contents(obj):
-                        counts["payout_transactions"] += publish_payout_contents(
-                            api, publisher, obj
-                        )
-                    counts[kind] += 1
-                    bar.update(1)
-                    if len(batch) >= 500:
-                        publisher.send_all(batch)
-                        batch = []
+                for page, read_at in api.pages(f"/v1/{kind}", params):
+                    for obj in page:
+                        encoded = publisher.encode_object(obj, read_at)
+                        if encoded is not None:
+                            batch.append(encoded)
+                        if kind == "payouts" and wants_contents(obj):
+                            counts["payout_transactions"] += publish_payout_contents(
+                                api, publisher, obj
+                            )
+                        counts[kind] += 1
+                        bar.update(1)
+                        if len(batch) >= 500:
+                            publisher.send_all(batch)
+                            batch = []
                 publisher.send_all(batch)
         finally:
             bar.close()

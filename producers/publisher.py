@@ -132,9 +132,10 @@ class EventPublisher:
         except (ValueError, TypeError, KeyError, OverflowError, OSError) as exc:
             raise records.BadEvent(f"event cannot be stored: {type(exc).__name__}: {exc}") from exc
 
-    def encode_object(self, obj: dict[str, Any]) -> Outgoing | None:
-        """An object read from a list endpoint (backfill), in an Event envelope."""
-        event = records.object_event(obj)
+    def encode_object(self, obj: dict[str, Any], read_at: int | None = None) -> Outgoing | None:
+        """An object read from a list endpoint (backfill), in an Event envelope stamped with
+        when Stripe answered the read (``records.object_event``)."""
+        event = records.object_event(obj, read_at)
         return None if records.route(event["type"]) is None else self._raw(event, "backfill")
 
     def _raw(self, event: dict[str, Any], source: str) -> Outgoing:

@@ -7,9 +7,10 @@ retries connection errors, 409 and 5xx itself, but not 429).
 
 from __future__ import annotations
 
+import email.utils
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import stripe
@@ -55,6 +56,17 @@ class Throttle:
             time.sleep(at - now)
 
 
+def answered_at(headers: Mapping[str, str] | None) -> int:
+    """An HTTP ``Date`` header as Unix seconds; this machine's clock without a readable one."""
+    value = (headers or {}).get("Date") or (headers or {}).get("date")
+    if value:
+        try:
+            return int(email.utils.parsedate_to_datetime(value).timestamp())
+        except (TypeError, ValueError):
+            pass
+    return int(time.time())
+
+
 class StripeAPI:
     def __init__(
         self, cfg: settings.StripeSettings | None = None, client: stripe.StripeClient | None = None
@@ -71,6 +83,11 @@ class StripeAPI:
 
     def get(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """``GET path`` as a plain dict, throttled, 429s retried with backoff."""
+        return self.read(path, params)[0]
+
+    def read(self, path: str, params: dict[str, Any] | None = None) -> tuple[dict[str, Any], int]:
+        """``GET path`` and when Stripe answered (its ``Date`` header, Unix seconds; this
+        machine's clock if the header is missing or unreadable)."""
         for attempt in Retrying(
             retry=retry_if_exception_type(stripe.RateLimitError),
             wait=wait_random_exponential(multiplier=0.5, max=20),
@@ -81,16 +98,23 @@ class StripeAPI:
                 self.throttle.wait()
                 self.requests += 1
                 response = self.client.raw_request("get", path, **(params or {}))
-                return dict(response.data)
+                return dict(response.data), answered_at(response.headers)
         raise AssertionError("unreachable")
 
     def paginate(self, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """Every item of a list endpoint, following ``starting_after`` (newest first)."""
+        for data, _ in self.pages(path, params):
+            yield from data
+
+    def pages(
+        self, path: str, params: dict[str, Any]
+    ) -> Iterator[tuple[list[dict[str, Any]], int]]:
+        """The pages of a list endpoint (newest first), each with when Stripe answered."""
         params = {**params, "limit": PAGE}
         while True:
-            page = self.get(path, params)
+            page, answered = self.read(path, params)
             data = page.get("data") or []
-            yield from data
+            yield data, answered
             if not page.get("has_more") or not data:
                 return
             params["starting_after"] = data[-1]["id"]

@@ -10,11 +10,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ledgerstream import topics
 from ledgerstream.accounting.book import book_history
 from ledgerstream.accounting.ledger import Ledger, merge
 from ledgerstream.commands import Command
 from ledgerstream.settings import AccountingSettings
-from ledgerstream.stripe_records import payout_transaction, route, to_record
+from ledgerstream.stripe_records import object_event, payout_transaction, route, to_record
 from ledgerstream.testing.generator import History, Scenario, generate
 from ledgerstream.testing.reference import expanded_payout_txns, routed
 
@@ -153,6 +154,34 @@ def test_stale_states_never_replace_newer_ones() -> None:
     }
     merged = merge("dispute", withdrawn, won)
     assert merged["status"] == "won" and merged["funds_withdrawn"] and merged["funds_reinstated"]
+
+
+def test_a_backfill_brings_an_object_seen_live_to_its_latest_state() -> None:
+    """Live, the invoice's void was missed; a backfill then reads it voided. Stamped with when
+    Stripe answered the read, it replaces the older live state and the invoice is closed;
+    stamped with its creation time (before), it lost to the live ``invoice.finalized``."""
+    h = history(Scenario(seed=5, customers=4, months=3, failure_rate=0.3))  # one void
+    voided = [e for e in h.events if e["type"] == "invoice.voided"]
+    assert voided
+    invoice_id = voided[0]["data"]["object"]["id"]
+    close = f"creditMemo/cm_close_{invoice_id}"
+    missed = {e["id"] for e in voided if e["data"]["object"]["id"] == invoice_id}
+    live = [(t, r) for t, r in records(h) if r.get("event_id") not in missed]
+    spec = topics.STRIPE_INVOICE
+    last_seen = max(e["created"] for e in h.events if e["data"]["object"]["id"] == invoice_id)
+    final = h.objects[invoice_id]
+    assert final["status"] == "void"
+
+    def backfilled(read_at: int | None) -> tuple[str, dict[str, Any]]:
+        event = routed(h, object_event(final, read_at))
+        return spec.name, to_record(spec, event)
+
+    commands, _ = run(live)
+    assert close not in commands  # the missed void: the invoice stands open
+    commands, _ = run([*live, backfilled(read_at=last_seen + 3600)])
+    assert commands[close].body["apply"]["items"][0]["doc"]["$ref"]["externalId"] == invoice_id
+    stale, _ = run([*live, backfilled(read_at=None)])
+    assert close not in stale  # stamped with its creation time, it was older than live
 
 
 def test_partners_are_awaited_and_booked_when_they_arrive() -> None:
