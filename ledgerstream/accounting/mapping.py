@@ -546,6 +546,23 @@ def _exchange_rate(charge: Charge, cfg: AccountingSettings) -> Decimal | None:
 
 
 # --------------------------------------------------------------------------- refunds, disputes
+def paid_in_full(invoice: Invoice, charge: Charge | None) -> bool:
+    """The invoice was paid, as its own state says or as the charge that paid all of it says.
+
+    The charge is enough: a succeeded charge of the invoice for its whole total paid it in
+    full, whether or not the invoice's paid state has arrived yet (a refund's agent may run
+    before it). Judged on the invoice alone, a full refund was first written as a partial one
+    and rewritten when ``amount_paid`` came."""
+    if invoice.amount_paid > 0:
+        return True
+    return (
+        charge is not None
+        and charge.invoice == invoice.id
+        and charge.succeeded
+        and charge.amount == invoice.total
+    )
+
+
 def refund_commands(
     refund: Refund,
     cfg: AccountingSettings,
@@ -577,7 +594,9 @@ def refund_commands(
         applied_to = ref("creditMemo", ids.credit_memo(credit_note))
     elif invoice_id:
         memo_id = ids.credit_memo(refund.id)
-        full = invoice is not None and refund.amount == invoice.total and invoice.amount_paid > 0
+        full = (
+            invoice is not None and refund.amount == invoice.total and paid_in_full(invoice, charge)
+        )
         if full and invoice is not None:
             lines, _ = invoice_lines(invoice, cfg)
         else:

@@ -184,6 +184,36 @@ def test_a_backfill_brings_an_object_seen_live_to_its_latest_state() -> None:
     assert close not in stale  # stamped with its creation time, it was older than live
 
 
+def test_a_full_refund_is_first_written_with_the_invoice_s_own_lines() -> None:
+    """A refund (or a lost dispute) of a whole invoice mirrors the invoice's lines. Its charge
+    says the invoice was paid in full even while the invoice's own paid state has not arrived:
+    the credit memo's first write is its last (it was first written with one generic "Partial
+    refund" line and rewritten once the invoice's ``amount_paid`` came)."""
+    feed = records(history(SCENARIOS[0]))
+    final, _ = run(feed)
+    full = {
+        key
+        for key, cmd in final.items()
+        if cmd.record_type == "creditMemo"
+        and cmd.stripe_object in ("refund", "dispute")
+        and not any(
+            str(line.get("description", "")).startswith("Partial ")
+            for line in cmd.body["item"]["items"]
+        )
+    }
+    assert full  # the history has full refunds and lost disputes of invoiced charges
+    # the invoice's paid state last: every refund and dispute comes before it
+    late = [r for r in feed if r[0] == "stripe.invoice" and r[1]["status"] == "paid"]
+    reordered = [r for r in feed if r not in late] + late
+    tables: dict[str, dict[str, Any]] = defaultdict(dict)
+    ledger = Ledger(CFG, lambda name: tables[name])
+    first: dict[str, Command] = {}
+    for topic, rec in reordered:
+        for cmd in ledger.apply(topic, rec).commands:
+            first.setdefault(cmd.key, cmd)
+    assert {k: first[k].command_id for k in full} == {k: final[k].command_id for k in full}
+
+
 def test_partners_are_awaited_and_booked_when_they_arrive() -> None:
     feed = records(history(SCENARIOS[0]))
     refund = next(r for r in feed if r[0] == "stripe.refund")
