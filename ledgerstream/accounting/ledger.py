@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
+from cachetools import LRUCache
+
 from ledgerstream.accounting.deposits import (
     Settled,
     default_resolver,
@@ -178,6 +180,9 @@ class _Reads(MutableMapping[str, Any]):
         return len(self.table)
 
 
+REBOOKED_PAYOUTS = 10_000  # payouts remembered as booked again in this process
+
+
 def _index_add(table: Table, key: str, value: str) -> None:
     current = list(table.get(key) or [])
     if value not in current:
@@ -211,6 +216,9 @@ class Ledger:
         self.payout_txns = table("payout-transactions")
         self.payout_txn_ids = table("payout-transaction-ids")
         self.payout_listed = table("payout-listed")
+        # payouts whose deposit was booked again for a transaction read again (bounded: an
+        # evicted payout is booked once more, to the same commands, which are not sent again)
+        self._rebooked: LRUCache[str, bool] = LRUCache(maxsize=REBOOKED_PAYOUTS)
 
     # ------------------------------------------------------------------ state
     def _store(self, table: Table, kind: str, rec: dict[str, Any]) -> bool:
@@ -238,29 +246,33 @@ class Ledger:
         if not customer_id:
             return
         current = list(self.currencies.get(customer_id) or [])
-        if currency in current:
-            return
-        self.currencies[customer_id] = sorted([*current, currency])
+        if currency not in current:
+            self.currencies[customer_id] = sorted([*current, currency])
+        # booked even when the currency was listed: its first listing may have been kept by a
+        # worker killed before the customer's command was sent (see on_customer)
         if customer_id in self.customers:
             out.extend(self._book_customer(customer_id))
 
     # ------------------------------------------------------------------ events
+    # A record whose state is already stored is booked again all the same, and its indexes are
+    # written again where missing: the tables' writes of one record reach Kafka one by one, so
+    # a worker killed while handling it may have kept its state and lost its index entries and
+    # commands; its replacement reads the record again and must finish what was left (taken
+    # for done, a charge kept without its invoice index left a dispute waiting for ever). The
+    # processor's ``emitted`` table keeps commands already sent from being sent twice.
     def on_customer(self, rec: dict[str, Any]) -> Outcome:
-        if not self._store(self.customers, "customer", rec):
-            return Outcome()
+        self._store(self.customers, "customer", rec)
         return self._book_customer(rec["id"])
 
     def on_invoice(self, rec: dict[str, Any]) -> Outcome:
-        if not self._store(self.invoices, "invoice", rec):
-            return Outcome()
+        self._store(self.invoices, "invoice", rec)
         out = Outcome()
         self._note_currency(rec.get("customer"), rec["currency"], out)
         out.extend(self._book_invoice(rec["id"]))
         return out
 
     def on_charge(self, rec: dict[str, Any]) -> Outcome:
-        if not self._store(self.charges, "charge", rec):
-            return Outcome()
+        self._store(self.charges, "charge", rec)
         out = Outcome()
         if rec.get("invoice"):
             _index_add(self.by_invoice, rec["invoice"], rec["id"])
@@ -271,29 +283,26 @@ class Ledger:
 
     def on_refund(self, rec: dict[str, Any], kind: str = "refund") -> Outcome:
         stored = {**rec, "kind": kind}
-        if not self._store(self.refunds, kind, stored):
-            return Outcome()
+        self._store(self.refunds, kind, stored)
         _index_add(self.by_charge, rec["charge"], rec["id"])
         return self._book_refund(rec["id"])
 
     def on_credit_note(self, rec: dict[str, Any]) -> Outcome:
-        if not self._store(self.credit_notes, "credit_note", rec):
-            return Outcome()
+        self._store(self.credit_notes, "credit_note", rec)
         _index_add(self.by_invoice, rec["invoice"], rec["id"])
         return self._book_credit_note(rec["id"])
 
     def on_payout(self, rec: dict[str, Any]) -> Outcome:
-        if not self._store(self.payouts, "payout", rec):
-            return Outcome()
+        self._store(self.payouts, "payout", rec)
         return self._book_deposit(rec["id"])
 
     def on_payout_transaction(self, rec: dict[str, Any]) -> Outcome:
         payout_id = rec["payout"]
         key = f"{payout_id}/{rec['id']}"
         frozen = freeze(rec)
-        if self.payout_txns.get(key) == frozen:
-            return Outcome()
-        self.payout_txns[key] = frozen
+        known = self.payout_txns.get(key) == frozen
+        if not known:
+            self.payout_txns[key] = frozen
         count = int(rec["count"])
         row = int(rec["index"]) // IDS_PER_ROW
         head = self.payout_listed.get(payout_id) or {"count": count, "listed": 0, "ids": []}
@@ -313,6 +322,14 @@ class Ledger:
         # nothing to book yet, the payout's record already says what it waits for
         if head["listed"] < count - 1 and payout_id in self.payouts:
             return Outcome()
+        if known and not changed:
+            # a transaction read again, with the payout's lists already holding it: its deposit
+            # is booked again once per process (a worker killed after the last transaction was
+            # stored may have lost the deposit's command), not once for each of its thousands
+            # of transactions read again after a restart
+            if payout_id in self._rebooked:
+                return Outcome()
+            self._rebooked[payout_id] = True
         return self._book_deposit(payout_id)
 
     def _payout_txn_ids(self, payout_id: str) -> list[str]:
