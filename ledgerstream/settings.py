@@ -500,7 +500,19 @@ class AccountingSettings(_Base):
 
     # -- policies
     customer_mode: Literal["per_customer", "link", "global"] = "per_customer"
-    customer_match_field: str = Field("email", description="NetSuite field matched in link mode")
+    customer_match_field: str = Field(
+        "email",
+        pattern=r"^[A-Za-z][A-Za-z0-9_]*$",
+        description="NetSuite customer field matched in link mode: email, companyName, entityId, "
+        "phone or a custom field (custentity_…)",
+    )
+    customer_match_source: str | None = Field(
+        None,
+        pattern=r"^(email|name|phone|id|description|metadata\.[A-Za-z0-9_.\-]+)$",
+        description="the Stripe customer value matched in link mode: email, name, phone, id, "
+        "description or metadata.<key> (default: email for email, name for companyName and "
+        "entityId, phone for phone; required for any other field)",
+    )
     item_mode: Literal["per_price", "global"] = "global"
     sync_mode: Literal["all", "opt_in"] = Field(
         "all", description="opt_in: only objects with netsuite_allow_integration=true"
@@ -521,6 +533,27 @@ class AccountingSettings(_Base):
     open_period_start: str | None = Field(
         None, description="YYYY-MM-DD: earlier transaction dates move here (memo keeps the date)"
     )
+
+    @model_validator(mode="after")
+    def _match_source_known(self) -> AccountingSettings:
+        if self.customer_mode == "link" and self.customer_match_source is None:
+            if self.customer_match_field.lower() not in _MATCH_SOURCES:
+                raise ValueError(
+                    f"customer_match_source is required to match on {self.customer_match_field}"
+                    " (which Stripe value it holds: email, name, phone, id, description or "
+                    "metadata.<key>)"
+                )
+        return self
+
+    def match_source(self) -> str:
+        """The Stripe value link mode matches ``customer_match_field`` against."""
+        if self.customer_match_source:
+            return self.customer_match_source
+        return _MATCH_SOURCES.get(self.customer_match_field.lower(), "email")
+
+
+# the Stripe value a NetSuite customer field holds, where it goes without saying
+_MATCH_SOURCES = {"email": "email", "companyname": "name", "entityid": "name", "phone": "phone"}
 
 
 @lru_cache

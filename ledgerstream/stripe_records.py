@@ -206,6 +206,8 @@ def _customer(obj: dict[str, Any], event_type: str) -> dict[str, Any]:
         "created": _ts(obj.get("created") or 0),
         "address_json": _json_or_none(obj.get("address")),
         "shipping_json": _json_or_none(obj.get("shipping")),
+        "individual_name": obj.get("individual_name"),
+        "business_name": obj.get("business_name"),
     }
 
 

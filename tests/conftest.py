@@ -9,6 +9,7 @@ cannot start, every integration test errors.
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 
@@ -27,8 +28,34 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
     try:
         _started.extend(stack.up(echo=lambda line: print(f"[stack] {line}", flush=True)))
+        _forget_earlier_runs()
     except BaseException as exc:  # reported by every integration test, not swallowed
         _stack_error.append(exc)
+
+
+# the topic prefixes tests make up (Pipeline.name, the isolated fixture, the webhook and wheel
+# tests): a run id of 8 hex digits
+_TEST_TOPIC = re.compile(r"^(run|t|w)[0-9a-f]{8}[.-]")
+
+
+def _forget_earlier_runs() -> None:
+    """Delete the topics earlier test sessions left on the embedded broker.
+
+    Each session adds a few thousand; after three or four full runs a developer's broker (512
+    MB heap) ran out of memory answering the clients' requests for all topics' metadata.
+    Only on the embedded stack: never on servers named in the environment."""
+    from ledgerstream import stack, topic_admin
+
+    if any(os.environ.get(var) for var in stack.Kafka.external_env):
+        return
+
+    client = topic_admin.admin()
+    stale = [t for t in client.list_topics(timeout=30).topics if _TEST_TOPIC.match(t)]
+    for i in range(0, len(stale), 500):
+        for future in client.delete_topics(stale[i : i + 500], operation_timeout=60).values():
+            future.result()
+    if stale:
+        print(f"[stack] deleted {len(stale)} topics of earlier test sessions", flush=True)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -119,6 +119,18 @@ def _address(addr: dict[str, Any] | None, **flags: bool) -> dict[str, Any] | Non
     return {**flags, "addressBookAddress": fields}
 
 
+def _entity_name(customer: Customer) -> dict[str, Any]:
+    """A company's name as ``companyName``; an individual's split into first and last name
+    (the last word is the last name). NetSuite needs both for an individual, so one whose name
+    is a single word is written as a company of that name. Lengths are NetSuite's:
+    companyName 83, firstName and lastName 32 characters."""
+    name = customer.display_name.strip()
+    first, _, last = name.rpartition(" ")
+    if customer.is_person and first.strip() and last:
+        return {"isPerson": True, "firstName": first.strip()[:32], "lastName": last[:32]}
+    return {"companyName": name[:83], "isPerson": False}
+
+
 def customer_commands(
     customer: Customer, cfg: AccountingSettings, currencies: Iterable[str] = ()
 ) -> list[Command]:
@@ -133,10 +145,8 @@ def customer_commands(
     linked = customer.metadata.get("netsuite_customer_id")
     if cfg.customer_mode == "link" and linked and str(linked).isdigit():
         return []
-    name = customer.name or customer.description or customer.email or customer.id
     body: dict[str, Any] = {
-        "companyName": name[:83],
-        "isPerson": False,
+        **_entity_name(customer),
         "subsidiary": {"id": cfg.netsuite_subsidiary_id},
     }
     if customer.email:
@@ -160,7 +170,7 @@ def customer_commands(
         body["addressBook"] = {"items": book}
     operation = "upsert"
     if cfg.customer_mode == "link" and not Controls.of(customer.metadata).allow_duplicate:
-        match_value = {"email": customer.email, "companyName": name}.get(cfg.customer_match_field)
+        match_value = customer.value_of(cfg.match_source())
         if match_value:
             operation = "link"
             body = {

@@ -60,6 +60,8 @@ class Customer:
     address: dict[str, Any] | None = None
     shipping: dict[str, Any] | None = None
     event_id: str | None = None
+    individual_name: str | None = None
+    business_name: str | None = None
 
     @classmethod
     def from_record(cls, rec: Mapping[str, Any]) -> Customer:
@@ -77,7 +79,39 @@ class Customer:
             address=json.loads(rec["address_json"]) if rec.get("address_json") else None,
             shipping=json.loads(rec["shipping_json"]) if rec.get("shipping_json") else None,
             event_id=rec.get("event_id"),
+            individual_name=rec.get("individual_name"),
+            business_name=rec.get("business_name"),
         )
+
+    @property
+    def is_person(self) -> bool:
+        """An individual: ``netsuite_customer_type`` metadata says so, or (without it) Stripe
+        has an individual name and no business name (API 2025-09-30 on); else a company."""
+        kind = str(self.metadata.get("netsuite_customer_type", "")).strip().lower()
+        if kind in ("individual", "company"):
+            return kind == "individual"
+        return bool(self.individual_name) and not self.business_name
+
+    @property
+    def display_name(self) -> str:
+        """The name NetSuite shows: the individual's or the business's, else Stripe's name,
+        description, email or id."""
+        own = self.individual_name if self.is_person else self.business_name
+        return own or self.name or self.description or self.email or self.id
+
+    def value_of(self, source: str) -> str | None:
+        """A Stripe value by name, for link mode: email, name, phone, id, description or
+        ``metadata.<key>``."""
+        if source.startswith("metadata."):
+            return self.metadata.get(source.removeprefix("metadata.")) or None
+        value = {
+            "email": self.email,
+            "name": self.display_name,
+            "phone": self.phone,
+            "id": self.id,
+            "description": self.description,
+        }.get(source)
+        return value or None
 
 
 @dataclass(frozen=True)

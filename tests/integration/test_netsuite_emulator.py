@@ -133,6 +133,25 @@ def test_reference_validation_uses_error_details(emulator: Pipeline) -> None:
     assert [r["type"] for r in emulator.records()] == ["customer"]
 
 
+def test_a_company_needs_its_name_and_an_individual_a_first_and_last_name(
+    emulator: Pipeline,
+) -> None:
+    ns = client_for(emulator)
+    for body, missing in (
+        ('{"isPerson":false,"subsidiary":{"id":"1"}}', "companyName"),
+        ('{"isPerson":true,"firstName":"Ada","subsidiary":{"id":"1"}}', "lastName"),
+        ('{"isPerson":true,"companyName":"Ada Ltd","subsidiary":{"id":"1"}}', "firstName"),
+    ):
+        with pytest.raises(NetSuiteResponseError) as err:
+            ns.upsert("customer", "cus_P", body)
+        assert err.value.status == 400
+        assert err.value.details[0]["detail"] == f"Please enter value(s) for: {missing}"
+    person = '{"isPerson":true,"firstName":"Ada","lastName":"Lovelace","subsidiary":{"id":"1"}}'
+    ns.upsert("customer", "cus_P", person)
+    [record] = emulator.records("customer")
+    assert (record["firstName"], record["lastName"]) == ("Ada", "Lovelace")
+
+
 def test_external_id_must_be_rest_safe(emulator: Pipeline) -> None:
     ns = client_for(emulator)
     with pytest.raises(NetSuiteResponseError) as err:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from ledgerstream.accounting import (
     UnmappedError,
@@ -143,6 +144,68 @@ def test_customer_addresses_become_the_address_book() -> None:
     assert book[0]["addressBookAddress"]["zip"] == "12345"
     assert book[1]["defaultShipping"] is True
     assert book[1]["addressBookAddress"]["country"] == "GB"
+
+
+def test_an_individual_s_name_becomes_first_and_last_name() -> None:
+    person = customer(name="Mary Ann Smith", metadata={"netsuite_customer_type": "individual"})
+    [cmd] = customer_commands(person, CFG)
+    assert cmd.body["isPerson"] is True
+    assert (cmd.body["firstName"], cmd.body["lastName"]) == ("Mary Ann", "Smith")
+    assert "companyName" not in cmd.body
+    # NetSuite needs a first and a last name for an individual: a one-word name is a company
+    [one] = customer_commands(customer(name="Cher", individual_name="Cher"), CFG)
+    assert one.body["isPerson"] is False and one.body["companyName"] == "Cher"
+    # Stripe's own fields (API 2025-09-30 on): a business name makes it a company
+    both = customer(name="Jo Bloggs", individual_name="Jo Bloggs", business_name="Bloggs Ltd")
+    [company] = customer_commands(both, CFG)
+    assert company.body["isPerson"] is False and company.body["companyName"] == "Bloggs Ltd"
+    # the metadata decides over Stripe's fields
+    forced = customer(
+        name="Jo Bloggs",
+        individual_name="Jo Bloggs",
+        metadata={"netsuite_customer_type": "company"},
+    )
+    assert customer_commands(forced, CFG)[0].body["companyName"] == "Jo Bloggs"
+    # without either, a company, as the hosted connector creates customers
+    assert customer_commands(customer(), CFG)[0].body["isPerson"] is False
+
+
+@pytest.mark.parametrize(
+    ("field", "source", "value"),
+    [
+        ("email", None, "ap@acme.example"),
+        ("companyName", None, "Acme Corp"),
+        ("entityId", None, "Acme Corp"),
+        ("phone", None, "+1 555 0100"),
+        ("custentity_stripe_customer_id", "id", "cus_A"),
+        ("entityId", "metadata.erp_number", "C-0042"),
+    ],
+)
+def test_link_mode_matches_on_the_field_the_user_names(
+    field: str, source: str | None, value: str
+) -> None:
+    cfg = CFG.model_copy(
+        update={
+            "customer_mode": "link",
+            "customer_match_field": field,
+            "customer_match_source": source,
+        }
+    )
+    subject = customer(phone="+1 555 0100", metadata={"erp_number": "C-0042"})
+    [match] = customer_commands(subject, cfg)
+    assert match.operation == "link"
+    assert match.body["match"] == {"field": field, "value": value}
+
+
+def test_link_mode_on_another_field_needs_to_be_told_which_stripe_value_it_holds() -> None:
+    env = {**CFG.model_dump(mode="json"), "customer_mode": "link"}
+    env["customer_match_field"] = "custentity_stripe_customer_id"
+    with pytest.raises(ValidationError, match="customer_match_source is required"):
+        AccountingSettings(**env)
+    for bad in ({"customer_match_field": "email); DROP"}, {"customer_match_source": "address"}):
+        with pytest.raises(ValidationError):
+            AccountingSettings(**{**env, "customer_match_source": "id", **bad})
+    assert AccountingSettings(**{**env, "customer_match_source": "id"}).match_source() == "id"
 
 
 def test_customer_link_and_global_modes() -> None:

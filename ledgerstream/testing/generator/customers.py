@@ -56,6 +56,7 @@ class _Customers(_Subscriptions):
             currency[:2].upper(), (("Capital City", "1000", None),), ("1 High Street",), "+1 ", None
         )
         customer_id = self.ids.short("cus_")
+        metadata: dict[str, str] = {}
         company = rng.choice(_COMPANIES)
         person = f"{rng.choice(_FIRST)} {rng.choice(_LAST)}"
         style = rng.random()
@@ -75,6 +76,9 @@ class _Customers(_Subscriptions):
             phone = f"{region.phone}{rng.randrange(100, 1000)}"
             address = self._address(region)
             shipping = {"address": dict(address), "name": name, "phone": phone}
+            rate = self.scenario.individual_rate
+            if rate and self.individual_rng.random() < rate:
+                metadata["netsuite_customer_type"] = "individual"
         pm = self.ids.long("pm_", t)
         discount = None
         if rng.random() < _DISCOUNT_RATE:
@@ -120,7 +124,7 @@ class _Customers(_Subscriptions):
                 "rendering_options": None,
             },
             "livemode": False,
-            "metadata": {},
+            "metadata": metadata,
             "name": name,
             "next_invoice_sequence": 1,
             "phone": phone,

@@ -83,6 +83,7 @@ class _Engine:
         # Long invoices are drawn from a stream of their own, and not at all at rate 0: the
         # main stream's draws, and so a history without long invoices, stay as they were.
         self.long_rng = random.Random(f"{scenario.seed}-long")
+        self.individual_rng = random.Random(f"{scenario.seed}-individual")  # the same, for those
         self.ids = _Ids(self.rng)
         self.collect = collect
         self.objects: dict[str, Obj] = {}

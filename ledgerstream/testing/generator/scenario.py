@@ -39,6 +39,10 @@ class Scenario:
     # not at all at 0, so histories without long invoices stay as they were
     long_invoice_rate: float = 0.0
     long_invoice_lines: tuple[int, ...] = (25, 250)  # a long invoice's line count, one of these
+    # share of customers named after a person who are marked individuals for NetSuite (the
+    # netsuite_customer_type=individual metadata: first and last name instead of a company
+    # name); drawn from a stream of their own, and not at all at 0
+    individual_rate: float = 0.0
 
     def __post_init__(self) -> None:
         if self.customers < 1 or self.months < 1:
@@ -58,6 +62,7 @@ class Scenario:
             self.credit_note_rate,
             self.credit_note_void_rate,
             self.long_invoice_rate,
+            self.individual_rate,
         )
         if not all(0.0 <= rate <= 1.0 for rate in rates):
             raise ValueError("rates must lie between 0 and 1")

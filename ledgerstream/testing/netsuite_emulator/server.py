@@ -22,7 +22,8 @@ What it does as NetSuite does:
 - latency (log-normal around a median) and injected faults: error statuses at given rates
   (nothing written), spurious 401 ``INVALID_LOGIN``, and "commit, then drop the connection";
 - SuiteQL (``POST /services/rest/query/v1/suiteql``, ``Prefer: transient``), only the query
-  the sink's link mode sends: ``SELECT id FROM <type> WHERE LOWER(TRIM(<field>)) = '<v>'``;
+  the sink's link mode sends: ``SELECT id FROM <type> WHERE LOWER(TRIM(<field>)) = '<v>'``
+  (any field, custom ones too; field names not case-sensitive, as in SuiteQL);
 - deposits: each ``payment`` line must be a customer payment or refund posted to Undeposited
   Funds and not already in another deposit, and the deposit total may not be negative;
 - ``PUT …/eid:{externalId}`` creates or updates (upsert); ``POST`` creates; both answer
@@ -350,7 +351,15 @@ class Emulator:
     def validate(self, rtype: str, body: dict[str, Any], creating: bool) -> None:
         rules = RULES[rtype]
         if creating:
-            for name in rules.required:
+            required = rules.required
+            if rtype == "customer" and body.get("isPerson") is True:
+                # an individual needs a first and a last name instead of a company name
+                # (SuiteTalk's customer: companyName is required when isPerson is false,
+                # firstName and lastName when it is true; as listed in Breadwinner's NetSuite
+                # customer reference, docs.breadwinner.com/netsuite/customer — we found no
+                # Oracle page that states it, NetSuite's UI asks the same)
+                required = ("firstName", "lastName")
+            for name in required:
                 if body.get(name) in (None, "", {}):
                     raise NetSuiteError(
                         400, "USER_ERROR", f"Please enter value(s) for: {name}", name
@@ -673,10 +682,17 @@ class Emulator:
         rtype, column, value = match.group(1), match.group(2), match.group(3).replace("''", "'")
         if rtype not in RULES:
             raise NetSuiteError(400, "INVALID_PARAMETER", f"Unknown table {rtype}")
+        # field names are not case-sensitive in SuiteQL (Oracle, "SuiteQL Limitations and
+        # Exceptions": SELECT * FROM account, Account and ACCOUNT are one table; the same holds
+        # for field names), so entityid matches the record's entityId
+        wanted = column.lower()
         found = [
             r
             for r in self.store.list(rtype, include_seed=True)
-            if str(r.fields.get(column, "")).strip().lower() == value
+            if str(next((v for k, v in r.fields.items() if k.lower() == wanted), ""))
+            .strip()
+            .lower()
+            == value
         ]
         limit = min(int(request.query.get("limit", "1000")), 1000)
         items = [{"links": [], "id": str(r.id)} for r in sorted(found, key=lambda r: r.id)]
