@@ -48,7 +48,15 @@ from tests.unit.test_ledger import records
 def feed(customers: int) -> list:
     return records(
         generate(
-            Scenario(seed=21, customers=customers, months=3, settlement_currencies=("usd", "jpy"))
+            Scenario(
+                seed=21,
+                customers=customers,
+                months=3,
+                settlement_currencies=("usd", "jpy"),
+                # the hard cases of real accounts, as their share in a merchant's history
+                long_invoice_rate=0.02,
+                individual_rate=0.3,
+            )
         )
     )
 

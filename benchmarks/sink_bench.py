@@ -32,7 +32,15 @@ from tests.unit.test_ledger import CFG, expanded_payout_txns, routed
 
 def commands(customers: int) -> list[Command]:
     history = generate(
-        Scenario(seed=31, customers=customers, months=3, settlement_currencies=("usd", "jpy"))
+        Scenario(
+            seed=31,
+            customers=customers,
+            months=3,
+            settlement_currencies=("usd", "jpy"),
+            # the hard cases of real accounts, as their share in a merchant's history
+            long_invoice_rate=0.02,
+            individual_rate=0.3,
+        )
     )
     stream: list[Command] = []
     book_history(

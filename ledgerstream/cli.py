@@ -306,6 +306,13 @@ def producer_replay(path: str) -> None:
     help="share of generated invoices with 25 or 250 lines (Stripe embeds the first 10)",
 )
 @click.option(
+    "--individual-rate",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="share of person-named customers marked netsuite_customer_type=individual",
+)
+@click.option(
     "--history",
     "recorded",
     default=None,
@@ -328,6 +335,7 @@ def stripe_double_cmd(
     months: int,
     rate_limit: float | None,
     long_invoice_rate: float,
+    individual_rate: float,
     recorded: Path | None,
     save: Path | None,
 ) -> None:
@@ -342,7 +350,11 @@ def stripe_double_cmd(
     else:
         history = generate(
             Scenario(
-                seed=seed, customers=customers, months=months, long_invoice_rate=long_invoice_rate
+                seed=seed,
+                customers=customers,
+                months=months,
+                long_invoice_rate=long_invoice_rate,
+                individual_rate=individual_rate,
             )
         )
     if save is not None:
