@@ -116,6 +116,11 @@ class Processor:
 
         self.app.page("/ledger/memory/")(memory)
 
+        async def assigned(app: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+            processor.ledger.forget_rebooked()
+
+        self.app.on_partitions_assigned.connect(assigned)
+
     def _app(self, web_port: int) -> faust.App:
         kafka, proc = self.kafka, self.proc
         brokers = ";".join(f"kafka://{h}" for h in kafka.kafka_bootstrap_servers.split(","))

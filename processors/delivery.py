@@ -216,9 +216,11 @@ class GaplessConsumer(aiokafka_driver.Consumer):
         return await super()._getmany(wanted, timeout)
 
     async def perform_seek(self) -> None:
+        flowing = self.flow_active
         await super().perform_seek()
-        if not self.flow_active:
-            # faust's getmany after a rebalance stopped the flow: the recovery seeks again
+        if not (flowing and self.flow_active):
+            # faust's getmany after a rebalance stopped the flow (also if recovery turned the
+            # flow on meanwhile, to read the changelogs): the recovery's own seek comes later
             return
         waiting, self._unseeked = self._unseeked, set()
         # faust's seek leaves a partition with no commit where the client stands; records the

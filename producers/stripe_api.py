@@ -8,9 +8,11 @@ retries connection errors, 409 and 5xx itself, but not 429).
 from __future__ import annotations
 
 import email.utils
+import math
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from datetime import UTC
 from typing import Any
 
 import stripe
@@ -61,9 +63,11 @@ def answered_at(headers: Mapping[str, str] | None) -> int:
     value = (headers or {}).get("Date") or (headers or {}).get("date")
     if value:
         try:
-            return int(email.utils.parsedate_to_datetime(value).timestamp())
+            when = email.utils.parsedate_to_datetime(value)
         except (TypeError, ValueError):
             pass
+        else:  # HTTP dates are GMT; "-0000" parses without a zone
+            return int(when.replace(tzinfo=when.tzinfo or UTC).timestamp())
     return int(time.time())
 
 
@@ -86,8 +90,10 @@ class StripeAPI:
         return self.read(path, params)[0]
 
     def read(self, path: str, params: dict[str, Any] | None = None) -> tuple[dict[str, Any], int]:
-        """``GET path`` and when Stripe answered (its ``Date`` header, Unix seconds; this
-        machine's clock if the header is missing or unreadable)."""
+        """``GET path`` and, in Stripe's time, when the request was sent: its ``Date`` header
+        (this machine's clock if the header is missing or unreadable) less the time the answer
+        took. Stripe read the data in between; an object that changed meanwhile keeps its
+        live event, which is then later than the stamp."""
         for attempt in Retrying(
             retry=retry_if_exception_type(stripe.RateLimitError),
             wait=wait_random_exponential(multiplier=0.5, max=20),
@@ -97,8 +103,10 @@ class StripeAPI:
             with attempt:
                 self.throttle.wait()
                 self.requests += 1
+                sent = time.monotonic()
                 response = self.client.raw_request("get", path, **(params or {}))
-                return dict(response.data), answered_at(response.headers)
+                took = math.ceil(time.monotonic() - sent)
+                return dict(response.data), answered_at(response.headers) - took
         raise AssertionError("unreachable")
 
     def paginate(self, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:

@@ -491,6 +491,11 @@ class Ledger:
         for reads in self._reads.values():
             reads.seen.clear()
 
+    def forget_rebooked(self) -> None:
+        """After a rebalance: another worker may have held a payout in between, and lost its
+        deposit's command when killed, so each payout may be booked again once more."""
+        self._rebooked.clear()
+
     def post_with_variance(self, payout_id: str) -> Outcome:
         """After the bounded wait: post an incomplete deposit with its variance line."""
         cfg = self.cfg.model_copy(update={"deposit_variance_policy": "post"})

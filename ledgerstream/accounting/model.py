@@ -97,7 +97,10 @@ class Customer:
         """The name NetSuite shows: the individual's or the business's, else Stripe's name,
         description, email or id."""
         own = self.individual_name if self.is_person else self.business_name
-        return own or self.name or self.description or self.email or self.id
+        for name in (own, self.name, self.description, self.email):
+            if name and name.strip():
+                return name.strip()
+        return self.id
 
     def value_of(self, source: str) -> str | None:
         """A Stripe value by name, for link mode: email, name, phone, id, description or

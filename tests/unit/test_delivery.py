@@ -106,3 +106,30 @@ def test_a_seek_while_the_flow_is_stopped_leaves_new_partitions_to_the_recovery(
     assert rewound == []
     assert unseeked == {INPUT}
     assert INPUT not in active
+
+
+def test_a_seek_begun_while_the_flow_was_stopped_does_not_resume_when_it_ends_after_restart() -> (
+    None
+):
+    """The flow may be turned on (recovery reading the changelogs) while faust's seek from a
+    stopped flow is still waiting for the client: the input partitions stay for recovery."""
+
+    async def scenario() -> tuple[set[TP], set[TP]]:
+        made = consumer()
+        rewound = seeking(made, {INPUT: 0})
+
+        async def seek_to_committed() -> dict[TP, int]:
+            made.resume_flow()  # recovery starts reading the changelogs meanwhile
+            return {}
+
+        made._thread.seek_to_committed = seek_to_committed  # type: ignore[method-assign]
+        made._unseeked = {INPUT}
+        made.pause_partitions({INPUT})
+        made.stop_flow()
+        await made.perform_seek()
+        assert rewound == []
+        return set(made._unseeked), set(made._get_active_partitions())
+
+    unseeked, active = asyncio.run(scenario())
+    assert unseeked == {INPUT}
+    assert INPUT not in active

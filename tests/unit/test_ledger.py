@@ -294,6 +294,15 @@ def test_a_payout_s_transactions_read_again_book_its_deposit_once() -> None:
                 deposits[cmd.external_id] += 1
     assert deposits and set(deposits.values()) == {1}
     assert len(deposits) == len({r["payout"] for _, r in txns})
+    # after a rebalance another worker may have held them in between: once more each
+    replacement.forget_rebooked()
+    again = collections.Counter(
+        cmd.external_id
+        for topic, rec in txns
+        for cmd in replacement.apply(topic, rec).commands
+        if cmd.record_type == "deposit"
+    )
+    assert again == deposits
 
 
 def test_partners_are_awaited_and_booked_when_they_arrive() -> None:

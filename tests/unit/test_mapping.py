@@ -166,6 +166,9 @@ def test_an_individual_s_name_becomes_first_and_last_name() -> None:
         metadata={"netsuite_customer_type": "company"},
     )
     assert customer_commands(forced, CFG)[0].body["companyName"] == "Jo Bloggs"
+    # blank names are no names
+    blank = customer(name="   ", email=None, metadata={"netsuite_customer_type": "individual"})
+    assert customer_commands(blank, CFG)[0].body["companyName"] == "cus_A"
     # without either, a company, as the hosted connector creates customers
     assert customer_commands(customer(), CFG)[0].body["isPerson"] is False
 
