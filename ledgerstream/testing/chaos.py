@@ -42,7 +42,7 @@ from ledgerstream.stack import Kafka
 from ledgerstream.stripe_records import route
 from ledgerstream.testing.fixtures import signed
 from ledgerstream.testing.generator import History, Scenario, generate
-from ledgerstream.testing.pipeline import AppThread, Pipeline, free_port
+from ledgerstream.testing.pipeline import AppThread, Pipeline, free_broker_ports, free_port
 from ledgerstream.testing.reference import reference_booking
 from ledgerstream.testing.stripe_double import StripeDouble
 
@@ -169,7 +169,7 @@ class Run:
         self.rnd = random.Random(seed)
         self.double = StripeDouble(history)
         self.stripe = AppThread(self.double.app())
-        base = _free_block(brokers)
+        base = free_broker_ports(brokers)
         cfg = settings.StackSettings(
             stack_state_dir=workdir / "stack",
             kafka_port=base,
@@ -451,28 +451,6 @@ def explain(result: RoundResult, baseline: tuple[dict, dict], got: tuple[dict, d
 
 
 # ------------------------------------------------------------------ the suite
-def _free_block(brokers: int) -> int:
-    """A base port whose broker and controller ports for every node are free."""
-    import socket
-
-    for _ in range(50):
-        base = free_port()
-        wanted = [base + 10 * i + j for i in range(brokers) for j in (0, 1)]
-        try:
-            socks = []
-            for port in wanted:
-                sock = socket.socket()
-                socks.append(sock)
-                sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
-        return base
-    raise RuntimeError("no free block of ports")
-
-
 def plan(
     rounds: int, kills_per_round: int, rnd: random.Random, killable: tuple[str, ...] = KILLABLE
 ) -> list[list[str]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import secrets
 import signal
 import socket
@@ -29,6 +30,42 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def free_broker_ports(brokers: int = 1) -> int:
+    """A base port for a stack of ``brokers`` KRaft nodes: node n listens on base + 10(n-1)
+    and its controller one above (``StackSettings.kafka_node_ports``), all free.
+
+    Chosen below the kernel's ephemeral range: a port picked inside it (as ``free_port`` does)
+    may become the local port of any client connection before the broker binds it, and
+    only the base was checked — a three-node test failed with "Address already in use" on
+    the base's controller port, base + 1."""
+    low, _ = _ephemeral_range()
+    rnd = random.Random()
+    for _ in range(200):
+        base = rnd.randrange(10_000, low - 10 * brokers - 2)
+        wanted = [base + 10 * i + j for i in range(brokers) for j in (0, 1)]
+        socks: list[socket.socket] = []
+        try:
+            for port in wanted:
+                sock = socket.socket()
+                socks.append(sock)
+                sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+        return base
+    raise RuntimeError(f"no {2 * brokers} free ports for {brokers} broker(s) below {low}")
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
 
 
 @dataclass

@@ -17,7 +17,7 @@ from ledgerstream import settings, topics
 from ledgerstream.avro import Serde
 from ledgerstream.stack import Kafka
 from ledgerstream.testing.fixtures import signed, slice_events
-from ledgerstream.testing.pipeline import Pipeline, free_port
+from ledgerstream.testing.pipeline import Pipeline, free_broker_ports
 from tests.integration.helpers import consume_all
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("local_stack")]
@@ -36,8 +36,8 @@ def own_broker(tmp_path: Path, **env: str) -> tuple[Kafka, Pipeline]:
         pytest.fail("this test runs its own broker; unset KAFKA_BOOTSTRAP_SERVERS")
     cfg = settings.StackSettings(
         stack_state_dir=tmp_path / "stack",
-        kafka_port=free_port(),
-        kafka_controller_port=free_port(),
+        kafka_port=(base := free_broker_ports()),
+        kafka_controller_port=base + 1,
     )
     broker = Kafka(cfg)
     extra = {"LEDGER_KAFKA_BOOTSTRAP_SERVERS": cfg.kafka_bootstrap(), **env}

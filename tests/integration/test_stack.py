@@ -15,7 +15,7 @@ from confluent_kafka import Consumer, Producer
 
 from ledgerstream import settings
 from ledgerstream.avro import Serde
-from ledgerstream.testing.pipeline import free_port
+from ledgerstream.testing.pipeline import free_broker_ports, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("local_stack")]
 
@@ -137,7 +137,7 @@ def test_stack_up_with_three_brokers_forms_one_cluster_and_stops_it_all(tmp_path
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         pytest.fail("this test starts its own stack; unset KAFKA_BOOTSTRAP_SERVERS")
     state = tmp_path / "stack"
-    base = free_port()
+    base = free_broker_ports(3)
     env = {
         k: v
         for k, v in os.environ.items()
