@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -13,6 +16,10 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from ledgerstream import settings
 from ledgerstream.kafka_util import end_offset, where
+from ledgerstream.testing.fixtures import signed
+from ledgerstream.testing.generator import History
+from ledgerstream.testing.pipeline import AppThread, Pipeline
+from ledgerstream.testing.stripe_double import StripeDouble
 
 # the tests' histories settle in USD and JPY: the emulator's seeded bank accounts for them
 ACCOUNTING_ENV = {"LEDGER_NETSUITE_BANK_ACCOUNT_IDS": '{"USD": "102", "JPY": "107"}'}
@@ -246,3 +253,35 @@ class producer_quota:  # noqa: N801 - used as a context manager, reads like a st
 
     def __exit__(self, *exc: object) -> None:
         self._config("--delete-config", "producer_byte_rate")
+
+
+@contextlib.contextmanager
+def pipeline_on_double(tmp_path: Path, history: History, **env: str) -> Iterator[Pipeline]:
+    """The whole pipeline, started, with the Stripe double serving ``history`` as its Stripe
+    API (``env``: more settings); stopped afterwards."""
+    stripe = AppThread(StripeDouble(history).app())
+    pipe = Pipeline(
+        tmp_path / "run",
+        extra_env={
+            **ACCOUNTING_ENV,
+            "LEDGER_STRIPE_API_BASE": stripe.url,
+            "LEDGER_STRIPE_MAX_REQUESTS_PER_S": "1000",
+            **env,
+        },
+    )
+    try:
+        pipe.start_all()
+        yield pipe
+    finally:
+        pipe.stop()
+        stripe.close()
+
+
+def post_webhooks(pipe: Pipeline, events: Iterable[dict[str, Any]]) -> None:
+    """Each event as Stripe sends it: signed, to the webhook; each must be taken (200)."""
+    for event in events:
+        body, header = signed(event, pipe.webhook_secret)
+        answer = requests.post(
+            pipe.webhook_url, data=body, headers={"Stripe-Signature": header}, timeout=30
+        )
+        assert answer.status_code == 200, answer.text

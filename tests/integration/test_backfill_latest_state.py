@@ -13,14 +13,10 @@ import collections
 from pathlib import Path
 
 import pytest
-import requests
 
-from ledgerstream.testing.fixtures import signed
 from ledgerstream.testing.generator import Scenario, generate
-from ledgerstream.testing.pipeline import AppThread, Pipeline
 from ledgerstream.testing.reference import reference_booking
-from ledgerstream.testing.stripe_double import StripeDouble
-from tests.integration.helpers import ACCOUNTING_ENV
+from tests.integration.helpers import pipeline_on_double, post_webhooks
 from tests.unit.test_ledger import CFG
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("local_stack")]
@@ -39,33 +35,12 @@ def test_a_backfill_closes_an_invoice_whose_void_was_missed_live(tmp_path: Path)
     everything = collections.Counter(c.record_type for c in book.commands.values())
     live = everything - collections.Counter(["creditMemo"])  # all but the closing memo
 
-    double = StripeDouble(history)
-    stripe = AppThread(double.app())
-    pipe = Pipeline(
-        tmp_path / "run",
-        extra_env={
-            **ACCOUNTING_ENV,
-            "LEDGER_STRIPE_API_BASE": stripe.url,
-            "LEDGER_STRIPE_MAX_REQUESTS_PER_S": "1000",
-        },
-    )
-    try:
-        pipe.start_all()
-        for event in history.events:
-            if event is void:
-                continue  # missed live
-            body, header = signed(event, pipe.webhook_secret)
-            answer = requests.post(
-                pipe.webhook_url, data=body, headers={"Stripe-Signature": header}, timeout=30
-            )
-            assert answer.status_code == 200, answer.text
+    with pipeline_on_double(tmp_path, history) as pipe:
+        post_webhooks(pipe, [e for e in history.events if e is not void])  # the void missed
         before = pipe.wait_for_records(dict(live), timeout=300)
         start = str(history.events[0]["created"] - 86400)
         out = pipe.cli("producer", "backfill", "--from", start, "--no-progress", timeout=300)
         after = pipe.wait_for_records(dict(everything), timeout=300)
-    finally:
-        pipe.stop()
-        stripe.close()
 
     assert f"invoices={sum(1 for o in history.objects.values() if o['object'] == 'invoice')}" in (
         out

@@ -12,14 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
-import requests
 
-from ledgerstream.testing.fixtures import signed
 from ledgerstream.testing.generator import generate
-from ledgerstream.testing.pipeline import AppThread, Pipeline
 from ledgerstream.testing.reference import reference_booking
-from ledgerstream.testing.stripe_double import StripeDouble
-from tests.integration.helpers import ACCOUNTING_ENV
+from tests.integration.helpers import pipeline_on_double, post_webhooks
 from tests.unit.test_ledger import CFG, SCENARIOS
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("local_stack")]
@@ -49,24 +45,8 @@ def test_full_refunds_are_written_once_when_the_invoice_s_paid_state_comes_last(
     late = [e for e in history.events if paid(e)]
     feed = [e for e in history.events if not paid(e)] + late
 
-    double = StripeDouble(history)
-    stripe = AppThread(double.app())
-    pipe = Pipeline(
-        tmp_path / "run",
-        extra_env={
-            **ACCOUNTING_ENV,
-            "LEDGER_STRIPE_API_BASE": stripe.url,
-            "LEDGER_STRIPE_MAX_REQUESTS_PER_S": "1000",
-        },
-    )
-    try:
-        pipe.start_all()
-        for event in feed:
-            body, header = signed(event, pipe.webhook_secret)
-            answer = requests.post(
-                pipe.webhook_url, data=body, headers={"Stripe-Signature": header}, timeout=30
-            )
-            assert answer.status_code == 200, answer.text
+    with pipeline_on_double(tmp_path, history) as pipe:
+        post_webhooks(pipe, feed)
         # every full refund's memo carries all of its invoice's lines (its final form)
         deadline = time.monotonic() + 300
         while True:
@@ -93,9 +73,6 @@ def test_full_refunds_are_written_once_when_the_invoice_s_paid_state_comes_last(
             timeout=300,
         )
         memos = {r["externalId"]: r for r in pipe.records("creditMemo")}
-    finally:
-        pipe.stop()
-        stripe.close()
 
     rewritten = {eid: memos[eid]["version"] for eid in full if memos[eid]["version"] != 1}
     assert rewritten == {}, f"{len(rewritten)} of {len(full)} full refunds written twice"

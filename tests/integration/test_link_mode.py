@@ -14,14 +14,10 @@ import collections
 from pathlib import Path
 
 import pytest
-import requests
 
-from ledgerstream.testing.fixtures import signed
 from ledgerstream.testing.generator import Scenario, generate
-from ledgerstream.testing.pipeline import AppThread, Pipeline
 from ledgerstream.testing.reference import reference_booking
-from ledgerstream.testing.stripe_double import StripeDouble
-from tests.integration.helpers import ACCOUNTING_ENV
+from tests.integration.helpers import pipeline_on_double, post_webhooks
 from tests.integration.test_netsuite_emulator import client_for
 from tests.unit.test_ledger import CFG
 
@@ -57,38 +53,18 @@ def test_link_mode_on_a_custom_field_and_individuals_names(tmp_path: Path) -> No
     known = max(billed, key=lambda cus: billed[cus])  # the one NetSuite already has
     creates = {cus for cus in billed if cus != known}
 
-    double = StripeDouble(history)
-    stripe = AppThread(double.app())
     env = {f"LEDGER_{k.upper()}": v for k, v in LINK.items()}
-    pipe = Pipeline(
-        tmp_path / "run",
-        extra_env={
-            **ACCOUNTING_ENV,
-            **env,
-            "LEDGER_STRIPE_API_BASE": stripe.url,
-            "LEDGER_STRIPE_MAX_REQUESTS_PER_S": "1000",
-        },
-    )
-    try:
-        pipe.start_all()
+    with pipeline_on_double(tmp_path, history, **env) as pipe:
         existing = client_for(pipe).upsert(
             "customer",
             "crm-1",
             '{"companyName":"Existing CRM customer","subsidiary":{"id":"1"},'
             f'"custentity_stripe_customer_id":"  {known}  "}}',
         )
-        for event in history.events:
-            body, header = signed(event, pipe.webhook_secret)
-            answer = requests.post(
-                pipe.webhook_url, data=body, headers={"Stripe-Signature": header}, timeout=30
-            )
-            assert answer.status_code == 200, answer.text
+        post_webhooks(pipe, history.events)
         records = pipe.wait_for_records(
             {"invoice": len(invoices), "customer": 1 + len(creates)}, timeout=300
         )
-    finally:
-        pipe.stop()
-        stripe.close()
 
     written = {r["externalId"]: r for r in records if r["type"] == "customer"}
     assert set(written) == {"crm-1", *creates}  # the known customer was linked, not created

@@ -13,14 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
-from ledgerstream.testing.fixtures import signed
 from ledgerstream.testing.generator import Scenario, generate
-from ledgerstream.testing.pipeline import AppThread, Pipeline
 from ledgerstream.testing.reference import reference_booking
-from ledgerstream.testing.stripe_double import StripeDouble
-from tests.integration.helpers import ACCOUNTING_ENV
+from tests.integration.helpers import pipeline_on_double, post_webhooks
 from tests.unit.test_ledger import CFG
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("local_stack")]
@@ -51,30 +47,11 @@ def test_invoices_of_25_and_250_lines_reach_netsuite_with_every_line(tmp_path: P
     payments = [c for c in book.commands.values() if c.record_type == "customerPayment"]
     assert set(long) <= set(invoices)
 
-    double = StripeDouble(history)
-    stripe = AppThread(double.app())
-    pipe = Pipeline(
-        tmp_path / "run",
-        extra_env={
-            **ACCOUNTING_ENV,
-            "LEDGER_STRIPE_API_BASE": stripe.url,
-            "LEDGER_STRIPE_MAX_REQUESTS_PER_S": "1000",
-        },
-    )
-    try:
-        pipe.start_all()
-        for event in history.events:
-            body, header = signed(event, pipe.webhook_secret)
-            answer = requests.post(
-                pipe.webhook_url, data=body, headers={"Stripe-Signature": header}, timeout=30
-            )
-            assert answer.status_code == 200, answer.text
+    with pipeline_on_double(tmp_path, history) as pipe:
+        post_webhooks(pipe, history.events)
         records = pipe.wait_for_records(
             {"invoice": len(invoices), "customerPayment": len(payments)}, timeout=300
         )
-    finally:
-        pipe.stop()
-        stripe.close()
 
     written = {r["externalId"]: r for r in records if r["type"] == "invoice"}
     for invoice_id, lines in long.items():
