@@ -40,6 +40,7 @@ def commands(customers: int) -> list[Command]:
             # the hard cases of real accounts, as their share in a merchant's history
             long_invoice_rate=0.02,
             individual_rate=0.3,
+            out_of_band_rate=0.05,
         )
     )
     stream: list[Command] = []

@@ -313,6 +313,13 @@ def producer_replay(path: str) -> None:
     help="share of person-named customers marked netsuite_customer_type=individual",
 )
 @click.option(
+    "--out-of-band-rate",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="share of emailed invoices the merchant marks paid outside Stripe",
+)
+@click.option(
     "--history",
     "recorded",
     default=None,
@@ -336,6 +343,7 @@ def stripe_double_cmd(
     rate_limit: float | None,
     long_invoice_rate: float,
     individual_rate: float,
+    out_of_band_rate: float,
     recorded: Path | None,
     save: Path | None,
 ) -> None:
@@ -355,6 +363,7 @@ def stripe_double_cmd(
                 months=months,
                 long_invoice_rate=long_invoice_rate,
                 individual_rate=individual_rate,
+                out_of_band_rate=out_of_band_rate,
             )
         )
     if save is not None:

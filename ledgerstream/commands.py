@@ -84,10 +84,21 @@ class Command:
     metadata_key: str | None
     source_event_ids: tuple[str, ...] = field(default=(), compare=False)
     operation: str = "upsert"
+    # the records that must be written one at a time, in the order they were emitted: those of
+    # one Stripe invoice (the invoice, its payments, credit memos and customer refunds) share
+    # ``invoice/<id>``, because what one applies to the invoice limits what the next may
+    # (NetSuite refuses a payment beyond the invoice's amount remaining); None: the record alone
+    order: str | None = field(default=None, compare=False)
 
     @property
     def key(self) -> str:
         return f"{self.record_type}/{self.external_id}"
+
+    @property
+    def order_key(self) -> str:
+        """The Kafka message key: commands with one order key share a partition, and the sink
+        writes them one at a time, in order."""
+        return self.order or self.key
 
     # computed once per command (a command's body is never changed after it is made)
     @cached_property
@@ -125,6 +136,7 @@ class Command:
             "stripe_id": self.stripe_id,
             "metadata_key": self.metadata_key,
             "source_event_ids": list(self.source_event_ids),
+            "order_key": self.order,
         }
 
     @classmethod
@@ -141,4 +153,5 @@ class Command:
             metadata_key=rec.get("metadata_key"),
             source_event_ids=tuple(rec.get("source_event_ids") or ()),
             operation=rec.get("operation", "upsert"),
+            order=rec.get("order_key"),
         )

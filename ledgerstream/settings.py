@@ -525,6 +525,16 @@ class AccountingSettings(_Base):
     post_payment_to_paid_invoice: bool = Field(
         False, description="post a payment on a fully paid invoice unapplied instead of skipping"
     )
+    out_of_band_close: Literal["payment", "credit_memo"] = Field(
+        "payment",
+        description="an invoice marked paid outside Stripe: a customer payment (into "
+        "out_of_band_account_id, else Undeposited Funds) or a credit memo applied to it",
+    )
+    out_of_band_account_id: str | None = Field(
+        None,
+        description="account of out-of-band payments; unset: Undeposited Funds, where they "
+        "wait to be deposited with the bank receipt",
+    )
     deposit_variance_policy: Literal["wait", "post"] = Field(
         "wait",
         description="when a payout's transactions do not all match: wait, or post the deposit "

@@ -265,8 +265,10 @@ def _invoice(obj: dict[str, Any], event_type: str) -> dict[str, Any]:
         "from_invoice": _id((obj.get("from_invoice") or {}).get("invoice")),
         "voided_at": _ts(transitions.get("voided_at")),
         "marked_uncollectible_at": _ts(transitions.get("marked_uncollectible_at")),
+        "paid_at": _ts(transitions.get("paid_at")),
         "billing_reason": obj.get("billing_reason"),
         "charge": _id(obj.get("charge")),
+        "paid_out_of_band": bool(obj.get("paid_out_of_band")),
     }
 
 

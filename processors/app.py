@@ -186,7 +186,7 @@ class Processor:
 
     async def send(self, cmd: Command) -> None:
         await self.commands_topic.send(
-            key=cmd.key.encode(), value=self.commands_serde.dumps(cmd.to_avro())
+            key=cmd.order_key.encode(), value=self.commands_serde.dumps(cmd.to_avro())
         )
 
     async def dead_letter(self, message: Any, exc: BaseException, kind: str) -> None:

@@ -8,8 +8,12 @@ back-reference was acknowledged by Kafka, or after the command went to the dead-
 
 Concurrency: writes run on a pool of ``LEDGER_NETSUITE_CONCURRENCY`` threads behind an adaptive
 limiter (``sinks/limiter.py``) that shrinks on 429s and spurious 401s and grows back on
-successes. Writes to one record (one command key) never overlap and keep their order: a key has
-at most one write in flight, later commands for it queue behind.
+successes. Writes with one order key never overlap and keep their order: an order key has at
+most one write in flight, later commands for it queue behind. The order key is the record's own
+key, or for the records of one Stripe invoice (invoice, payments, credit memos, customer
+refunds) the invoice's: NetSuite refuses a payment or credit memo that applies more than the
+invoice's amount remaining, so a credit memo's void must reach NetSuite before the payment that
+pays the whole invoice (the processor sends them in that order, under that key, to one partition).
 
 Dependencies: a command waits until every record it references has an internal id, which the
 sink knows from the compacted back-reference topic (read at start, then followed) and from its
@@ -207,7 +211,7 @@ class NetSuiteSink(Stage):
         self.pool = ThreadPoolExecutor(ns.netsuite_concurrency, thread_name_prefix="netsuite")
         self.results: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
         self.stopping = threading.Event()
-        self.queues: dict[str, deque[Pending]] = {}  # command key -> its commands, in order
+        self.queues: dict[str, deque[Pending]] = {}  # order key -> its commands, in order
         self.in_flight: dict[str, Pending] = {}  # command key -> the write under way
         self.waiting_on: dict[tuple[str, str], set[str]] = defaultdict(set)  # dep -> keys
         self.blocked: set[str] = set()  # keys whose head waits for a dependency
@@ -281,30 +285,46 @@ class NetSuiteSink(Stage):
         if not isinstance(cmd.body, dict) or not cmd.record_type or not cmd.external_id:
             raise ValueError("not a NetSuite record: the body must be a JSON object, with a type")
         self.pending += 1
-        line = self.queues.setdefault(cmd.key, deque())
+        line = self.queues.setdefault(cmd.order_key, deque())
         line.append(Pending(msg, cmd))
-        if len(line) == 1:
-            self._advance(cmd.key)
+        if cmd.order_key not in self.in_flight:  # it may pass earlier ones that wait
+            self._advance(cmd.order_key)
 
     def _advance(self, key: str) -> None:
-        """Start the next write of ``key`` if none is under way and its references exist."""
+        """Start the next write of order key ``key`` if none is in flight: the first queued
+        command whose references are all written, unless an earlier command of the same
+        record still waits. Commands that wait for a record not written yet are passed over
+        (an invoice's credit memo may be sent before the invoice itself: it waits for it, and
+        the invoice behind it must not wait for the memo); every command that applies to an
+        invoice refers to it, so none of those passes another while the invoice is missing.
+        A command waiting longer than the dependency timeout is dead-lettered."""
         line = self.queues.get(key)
         if self.stopping.is_set():
             return
         while line and key not in self.in_flight:
-            head = line[0]
-            missing = [d for d in head.cmd.depends_on if d not in self.index.ids]
-            if missing:
-                waited = time.monotonic() - head.since
-                if waited <= self.cfg.sink_dependency_timeout_s:
-                    self.blocked.add(key)
-                    for dep in missing:
-                        self.waiting_on[dep].add(key)
-                    return
-                line.popleft()
+            held: set[str] = set()  # records with an earlier command still waiting
+            now = time.monotonic()
+            chosen: Pending | None = None
+            expired: tuple[Pending, list[tuple[str, str]]] | None = None
+            for item in line:
+                if item.cmd.key in held:
+                    continue
+                missing = [d for d in item.cmd.depends_on if d not in self.index.ids]
+                if not missing:
+                    chosen = item
+                    break
+                if now - item.since > self.cfg.sink_dependency_timeout_s:
+                    expired = (item, missing)
+                    break
+                held.add(item.cmd.key)
+                for dep in missing:
+                    self.waiting_on[dep].add(key)
+            if expired is not None:
+                item, missing = expired
+                line.remove(item)
                 self.pending -= 1
                 self._dead_letter(
-                    head.msg,
+                    item.msg,
                     LookupError(
                         f"referenced records not written within "
                         f"{self.cfg.sink_dependency_timeout_s:.0f}s: {missing}"
@@ -312,12 +332,16 @@ class NetSuiteSink(Stage):
                     details=None,
                 )
                 continue
+            if chosen is None:
+                self.blocked.add(key)
+                return
             self.blocked.discard(key)
-            body = resolve_refs(head.cmd.body, self.index.ids)
-            self.in_flight[key] = head
-            self.pool.submit(self._write_task, head, canonical_json(body), sublists(body))
+            line.remove(chosen)
+            body = resolve_refs(chosen.cmd.body, self.index.ids)
+            self.in_flight[key] = chosen
+            self.pool.submit(self._write_task, chosen, canonical_json(body), sublists(body))
             return
-        if line is not None and not line:
+        if line is not None and not line and key not in self.in_flight:
             del self.queues[key]
             self.blocked.discard(key)
 
@@ -331,7 +355,7 @@ class NetSuiteSink(Stage):
         now = time.monotonic()
         for key in list(self.blocked):
             line = self.queues.get(key)
-            if line and now - line[0].since > limit:
+            if line and any(now - item.since > limit for item in line):
                 self._advance(key)
 
     # ----------------------------------------------------------------- writer threads
@@ -469,14 +493,12 @@ class NetSuiteSink(Stage):
 
     def _finish(self, outcome: Outcome) -> None:
         item, exc = outcome.item, outcome.error
-        key = item.cmd.key
+        key = item.cmd.order_key
         del self.in_flight[key]
-        line = self.queues[key]
         if isinstance(exc, InterruptedError):
             return  # stopping: stays unwritten and uncommitted
         if isinstance(exc, CredentialsRefused | NetSuiteAuthError):
             raise FatalSinkError(str(exc)) from exc
-        line.popleft()
         self.pending -= 1
         if exc is None:
             assert outcome.internal_id is not None

@@ -18,6 +18,7 @@ from ledgerstream.accounting.mapping import (
     customer_commands,
     global_customer_command,
     invoice_commands,
+    out_of_band_commands,
     payment_commands,
     refund_commands,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "deposit_commands",
     "global_customer_command",
     "invoice_commands",
+    "out_of_band_commands",
     "payment_commands",
     "plan_deposit",
     "refund_commands",

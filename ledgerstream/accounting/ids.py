@@ -60,6 +60,14 @@ def closing_memo(invoice_id: str) -> str:
     return f"cm_close_{invoice_id}"
 
 
+def out_of_band_payment(invoice_id: str) -> str:
+    return f"oob_{invoice_id}"
+
+
+def out_of_band_memo(invoice_id: str) -> str:
+    return f"cm_oob_{invoice_id}"
+
+
 def balance_memo(invoice_id: str) -> str:
     return f"cm_bal_{invoice_id}"
 

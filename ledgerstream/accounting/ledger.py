@@ -35,6 +35,7 @@ from ledgerstream.accounting.mapping import (
     credit_note_commands,
     customer_commands,
     invoice_commands,
+    out_of_band_commands,
     payment_commands,
     refund_commands,
     synced,
@@ -361,16 +362,61 @@ class Ledger:
     def _book_invoice(self, invoice_id: str) -> Outcome:
         invoice = self._invoice(invoice_id)
         assert invoice is not None
+        awaiting = self._awaiting_void(invoice)
         out = self._guard(
             invoice_id,
-            lambda: invoice_commands(invoice, self.cfg, self._customer(invoice.customer)),
+            lambda: invoice_commands(
+                invoice, self.cfg, self._customer(invoice.customer), close=not awaiting
+            ),
         )
-        for dependent in self.by_invoice.get(invoice_id) or []:
+        if awaiting and invoice.status != "paid":
+            out.waiting[invoice_id] = "the void of a credit note, to close it"
+        # its credit notes before its charges: a credit note's void reaches NetSuite before the
+        # payment that pays the whole invoice (the sink keeps an invoice's records in order)
+        dependents = self.by_invoice.get(invoice_id) or []
+        for dependent in dependents:
+            if dependent in self.credit_notes:
+                out.extend(self._book_credit_note(dependent, with_invoice=False))
+        for dependent in dependents:
             if dependent in self.charges:
                 out.extend(self._book_charge(dependent))
-            elif dependent in self.credit_notes:
-                out.extend(self._book_credit_note(dependent))
+        if invoice.paid_out_of_band and invoice.status == "paid" and not awaiting:
+            # what no charge of the invoice paid (a charge may have paid a part first)
+            charged = sum(
+                charge.paid
+                for dependent in dependents
+                if (charge := self._charge(dependent)) is not None
+                and charge.succeeded
+                and self._applies(dependent, invoice)
+            )
+            amount = invoice.amount_due - charged
+            out.extend(
+                self._guard(
+                    invoice_id,
+                    lambda: out_of_band_commands(
+                        invoice, self.cfg, amount, self._customer(invoice.customer)
+                    ),
+                )
+            )
         return out
+
+    def _awaiting_void(self, invoice: Invoice) -> bool:
+        """The invoice is settled (paid, void, uncollectible) and its own amounts show that a
+        pre-payment credit note known here as issued was voided since: its void has not
+        arrived yet. Until it does, nothing more is applied to the invoice: the note's credit
+        memo still applies to it, and with the payment or closing memo the settled state
+        calls for, the two would apply more than the invoice's total (NetSuite refuses the
+        second; applied in the wrong order, the books depended on arrival order)."""
+        if invoice.status not in ("paid", "void", "uncollectible"):
+            return False
+        credited = 0
+        for dependent in self.by_invoice.get(invoice.id) or []:
+            rec = self.credit_notes.get(dependent)
+            if rec is not None and rec["type"] == "pre_payment" and rec["status"] == "issued":
+                credited += int(rec["amount"])
+        # Stripe's amount due is the total less the issued pre-payment credit notes and the
+        # customer balance applied
+        return credited > invoice.total - invoice.amount_due
 
     def _book_charge(self, charge_id: str) -> Outcome:
         charge = self._charge(charge_id)
@@ -379,12 +425,22 @@ class Ledger:
         invoice = self._invoice(charge.invoice)
         if charge.succeeded and charge.invoice and invoice is None:
             out.waiting[charge_id] = f"invoice {charge.invoice}"
+        elif charge.succeeded and invoice is not None and invoice.status != "paid":
+            # which charge paid the invoice is known once it is paid (Stripe names it): until
+            # then a charge is not applied, so that a second charge gives the same books
+            # whichever arrives first (applied before the invoice was paid, it stayed applied)
+            out.waiting[charge_id] = f"invoice {charge.invoice} to be paid"
+        elif (
+            charge.succeeded
+            and invoice is not None
+            and self._applies(charge_id, invoice)
+            and self._awaiting_void(invoice)
+        ):
+            out.waiting[charge_id] = f"the void of a credit note on invoice {invoice.id}"
         else:
             elsewhere = 0
-            if invoice is not None and invoice.status == "paid":
-                paid_by = (self.invoices.get(invoice.id) or {}).get("charge")
-                if paid_by and paid_by != charge_id:
-                    elsewhere = invoice.total
+            if invoice is not None and not self._applies(charge_id, invoice):
+                elsewhere = invoice.total
             out.extend(
                 self._guard(
                     charge_id,
@@ -396,6 +452,11 @@ class Ledger:
         for dependent in self.by_charge.get(charge_id) or []:
             out.extend(self._book_refund(dependent))
         return out
+
+    def _applies(self, charge_id: str, invoice: Invoice) -> bool:
+        """The charge is the one that paid the invoice (Stripe names it), not a second one."""
+        paid_by = (self.invoices.get(invoice.id) or {}).get("charge")
+        return not paid_by or paid_by == charge_id
 
     def _book_refund(self, refund_id: str) -> Outcome:
         rec = thaw(self.refunds[refund_id])
@@ -419,17 +480,28 @@ class Ledger:
             ),
         )
 
-    def _book_credit_note(self, note_id: str) -> Outcome:
+    def _book_credit_note(self, note_id: str, with_invoice: bool = True) -> Outcome:
+        """The credit note's memo; then (``with_invoice``) its invoice and what hangs on it
+        again, since a payment or the invoice's closing may wait for this note's void."""
         note = CreditNote.from_record(thaw(self.credit_notes[note_id]))
         invoice = self._invoice(note.invoice)
         if invoice is None:
             return Outcome(waiting={note_id: f"invoice {note.invoice}"})
-        return self._guard(
-            note_id,
-            lambda: credit_note_commands(
-                note, self.cfg, invoice, self._customer(note.customer or invoice.customer)
-            ),
-        )
+        if note.type == "pre_payment" and note.status == "issued" and self._awaiting_void(invoice):
+            # the invoice was settled without it: its void is on the way
+            out = Outcome(
+                waiting={note_id: f"its void (invoice {invoice.id} was settled without it)"}
+            )
+        else:
+            out = self._guard(
+                note_id,
+                lambda: credit_note_commands(
+                    note, self.cfg, invoice, self._customer(note.customer or invoice.customer)
+                ),
+            )
+        if with_invoice:
+            out.extend(self._book_invoice(invoice.id))
+        return out
 
     def _book_deposit(self, payout_id: str, post_incomplete: bool = False) -> Outcome:
         """The payout's deposit once its transactions are complete; an incomplete one waits

@@ -335,12 +335,16 @@ def invoice_lines(invoice: Invoice, cfg: AccountingSettings) -> tuple[list[dict[
 
 
 def invoice_commands(
-    invoice: Invoice, cfg: AccountingSettings, customer: Customer | None = None
+    invoice: Invoice,
+    cfg: AccountingSettings,
+    customer: Customer | None = None,
+    close: bool = True,
 ) -> list[Command]:
     """An open, paid, void or uncollectible Stripe invoice → NetSuite invoice (+ its needs).
 
     Negative totals become a zero invoice plus a credit memo for the customer's balance;
-    void and uncollectible invoices are then closed by ``closing_commands``.
+    void and uncollectible invoices are then closed by ``closing_commands`` (unless ``close``
+    is false: the ledger holds the closing back while a credit note's void is on its way).
     """
     if invoice.status == "draft" or not synced(invoice.metadata, cfg):
         return []
@@ -388,6 +392,7 @@ def invoice_commands(
             invoice.id,
             "netsuite_invoice_id",
             _events(invoice.event_id),
+            order=_order(invoice.id),
         )
     )
     if balance_credit:
@@ -416,11 +421,82 @@ def invoice_commands(
                 invoice.id,
                 None,
                 _events(invoice.event_id),
+                order=_order(invoice.id),
             )
         )
-    if invoice.status in ("void", "uncollectible"):
+    if close and invoice.status in ("void", "uncollectible"):
         out += closing_commands(invoice, cfg, customer)
     return out
+
+
+def out_of_band_commands(
+    invoice: Invoice, cfg: AccountingSettings, amount: int, customer: Customer | None = None
+) -> list[Command]:
+    """An invoice marked paid outside Stripe (``paid_out_of_band``), ``amount`` (minor units)
+    of it not paid by a Stripe charge → closed as ``out_of_band_close`` says: a customer
+    payment ``oob_…`` applied to it (into ``out_of_band_account_id``, else Undeposited Funds,
+    where it waits to be deposited with the real bank receipt: no Stripe payout carries it),
+    or a credit memo ``cm_oob_…`` applied to it."""
+    if not (invoice.status == "paid" and invoice.paid_out_of_band) or amount <= 0:
+        return []
+    if not synced(invoice.metadata, cfg):
+        return []
+    who, _ = customer_ref(invoice.customer, customer, cfg)
+    day, note = tran_date(invoice.paid_at or invoice.finalized_at or invoice.created, cfg)
+    cur = invoice.currency
+    apply = {
+        "items": [
+            {"doc": ref("invoice", invoice.id), "apply": True, "amount": to_netsuite(amount, cur)}
+        ]
+    }
+    label = "Paid outside Stripe (marked paid out of band)"
+    if cfg.out_of_band_close == "credit_memo":
+        body: dict[str, Any] = {
+            "entity": who,
+            "subsidiary": {"id": cfg.netsuite_subsidiary_id},
+            "currency": currency_ref(cur, cfg),
+            "createdFrom": ref("invoice", invoice.id),
+            "tranDate": day,
+            "memo": ids.memo(invoice.id, label, note),
+            "item": {
+                "items": [
+                    {
+                        "item": {"id": cfg.netsuite_global_item_id},
+                        "description": label,
+                        "amount": to_netsuite(amount, cur),
+                    }
+                ]
+            },
+            "apply": apply,
+        }
+        rtype, eid, key = "creditMemo", ids.out_of_band_memo(invoice.id), "netsuite_credit_memo_id"
+    else:
+        account = cfg.out_of_band_account_id or cfg.netsuite_undeposited_funds_account_id
+        body = {
+            "customer": who,
+            "subsidiary": {"id": cfg.netsuite_subsidiary_id},
+            "currency": currency_ref(cur, cfg),
+            "payment": to_netsuite(amount, cur),
+            "tranDate": day,
+            "undepFunds": cfg.out_of_band_account_id is None,
+            "account": {"id": account},
+            "memo": ids.memo(invoice.id, label, note),
+            "apply": apply,
+        }
+        rtype, eid = "customerPayment", ids.out_of_band_payment(invoice.id)
+        key = "netsuite_customer_payment_id"
+    return [
+        Command(
+            rtype,
+            eid,
+            body,
+            "invoice",
+            invoice.id,
+            key,
+            _events(invoice.event_id),
+            order=_order(invoice.id),
+        )
+    ]
 
 
 def closing_commands(
@@ -431,11 +507,13 @@ def closing_commands(
         return []
     if invoice.status == "uncollectible" and cfg.keep_unpaid_invoices_open:
         return []
-    remaining = invoice.total - invoice.amount_paid
+    # what is still owed: Stripe's amount due is the total less its pre-payment credit notes
+    # (whose credit memos are applied to the invoice already) and the customer balance applied
+    remaining = invoice.amount_due - invoice.amount_paid
     if remaining <= 0:
         return []
     who, _ = customer_ref(invoice.customer, customer, cfg)
-    if invoice.amount_paid == 0:
+    if remaining == invoice.total:
         lines, _ = invoice_lines(invoice, cfg)  # reverse the revenue item by item
     else:
         lines = [
@@ -474,8 +552,14 @@ def closing_commands(
             invoice.id,
             "netsuite_credit_memo_id",
             _events(invoice.event_id),
+            order=_order(invoice.id),
         )
     ]
+
+
+def _order(invoice_id: str | None) -> str | None:
+    """The order key of the records of one invoice (see ``Command.order``)."""
+    return f"invoice/{invoice_id}" if invoice_id else None
 
 
 # --------------------------------------------------------------------------- payments
@@ -493,7 +577,7 @@ def payment_commands(
     """
     if not charge.succeeded or not synced(charge.metadata, cfg):
         return []
-    amount = charge.amount_captured or charge.amount
+    amount = charge.paid
     who, needs = customer_ref(charge.customer, customer, cfg)
     day, note = tran_date(charge.created, cfg)
     body: dict[str, Any] = {
@@ -539,6 +623,7 @@ def payment_commands(
             charge.id,
             "netsuite_customer_payment_id",
             _events(charge.event_id),
+            order=_order(charge.invoice),
         ),
     ]
 
@@ -635,6 +720,7 @@ def refund_commands(
                 refund.id,
                 "netsuite_credit_memo_id",
                 _events(refund.event_id),
+                order=_order(invoice_id),
             )
         )
         applied_to = ref("creditMemo", memo_id)
@@ -661,6 +747,7 @@ def refund_commands(
             refund.id,
             "netsuite_customer_refund_id",
             _events(refund.event_id),
+            order=_order(invoice_id),
         )
     )
     return out
@@ -740,5 +827,6 @@ def credit_note_commands(
             note.id,
             "netsuite_credit_memo_id",
             _events(note.event_id),
+            order=_order(note.invoice),
         ),
     ]

@@ -179,6 +179,8 @@ class Invoice:
     from_invoice: str | None = None
     voided_at: datetime | None = None
     marked_uncollectible_at: datetime | None = None
+    paid_at: datetime | None = None
+    paid_out_of_band: bool = False
     metadata: Mapping[str, str] = field(default_factory=dict)
     event_id: str | None = None
 
@@ -219,6 +221,8 @@ class Invoice:
             from_invoice=rec.get("from_invoice"),
             voided_at=rec.get("voided_at"),
             marked_uncollectible_at=rec.get("marked_uncollectible_at"),
+            paid_at=rec.get("paid_at"),
+            paid_out_of_band=bool(rec.get("paid_out_of_band")),
             metadata=dict(rec.get("metadata") or {}),
             event_id=rec.get("event_id"),
         )
@@ -277,6 +281,12 @@ class Charge:
     @property
     def succeeded(self) -> bool:
         return self.status == "succeeded" and self.captured
+
+    @property
+    def paid(self) -> int:
+        """What the charge took from the customer (an authorisation captured in part: that
+        part)."""
+        return self.amount_captured or self.amount
 
 
 @dataclass(frozen=True)

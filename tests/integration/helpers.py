@@ -14,7 +14,7 @@ from typing import Any
 import requests
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from ledgerstream import settings
+from ledgerstream import settings, topics
 from ledgerstream.kafka_util import end_offset, where
 from ledgerstream.testing.fixtures import signed
 from ledgerstream.testing.generator import History
@@ -285,3 +285,42 @@ def post_webhooks(pipe: Pipeline, events: Iterable[dict[str, Any]]) -> None:
             pipe.webhook_url, data=body, headers={"Stripe-Signature": header}, timeout=30
         )
         assert answer.status_code == 200, answer.text
+
+
+# the processor's input topics (without the topic prefix)
+PROCESSOR_INPUTS = (
+    "stripe.customer",
+    "stripe.invoice",
+    "stripe.charge",
+    "stripe.refund",
+    "stripe.dispute",
+    "stripe.credit_note",
+    "stripe.payout",
+    "stripe.payout_transactions",
+)
+
+
+def written_by_pipeline(
+    tmp_path: Path, history: History, feed: Iterable[dict[str, Any]], expected: set[tuple[str, str]]
+) -> tuple[list[dict[str, Any]], list[Any]]:
+    """``feed`` (events of ``history``) through the whole pipeline by signed webhooks, until
+    NetSuite holds every ``expected`` (type, externalId) and every stage has consumed all that
+    was sent to it. Returns the NetSuite records and the dead letters of the commands topic."""
+    with pipeline_on_double(tmp_path, history) as pipe:
+        post_webhooks(pipe, feed)
+        want: dict[str, int] = {}
+        for rtype, _ in expected:
+            want[rtype] = want.get(rtype, 0) + 1
+        pipe.wait_for_records(want, timeout=300)
+        # everything sent was booked and written: nothing more is on its way
+        wait_caught_up(
+            f"{pipe.name}-processor",
+            [pipe.prefix + t for t in PROCESSOR_INPUTS],
+            timeout=120,
+            check=pipe.check_alive,
+        )
+        commands = pipe.prefix + topics.NETSUITE_COMMANDS.name
+        wait_caught_up(
+            f"{pipe.name}-netsuite-sink", [commands], timeout=120, check=pipe.check_alive
+        )
+        return pipe.records(), consume_all(commands + ".dlq", timeout=3)

@@ -402,3 +402,49 @@ def test_deposit_validation_as_netsuite_does_it(emulator: Pipeline) -> None:
     assert "Invalid Field Value" in refused(_deposit([("99999", "1.00")]))["detail"]
     ns.upsert("deposit", "po_2", _deposit([(p2, "5.00")], fee="5.00"))  # zero is allowed
     assert {r["externalId"] for r in emulator.records("deposit")} == {"po_1", "po_2"}
+
+
+def test_a_payment_or_credit_memo_may_not_apply_beyond_an_invoice_s_amount_remaining(
+    emulator: Pipeline,
+) -> None:
+    """NetSuite keeps each invoice's amount remaining (Amt. Due): what payments and credit
+    memos apply to it may not add up to more than its total. The emulator accepted a second
+    full payment, which hid a double payment in the pipeline (issue 12)."""
+    ns = client_for(emulator)
+    customer = ns.upsert("customer", "cus_D", CUSTOMER)
+    lines = [{"item": {"id": "301"}, "quantity": 1, "amount": a} for a in ("60.00", "40.00")]
+    body = {"entity": {"id": customer}, "item": {"items": lines}}
+    invoice = ns.upsert("invoice", "in_1", json.dumps(body))
+
+    def applying(amount: str, **extra: Any) -> str:
+        apply = {"items": [{"doc": {"id": invoice}, "apply": True, "amount": amount}]}
+        return json.dumps(
+            {"customer": {"id": customer}, "payment": amount, "apply": apply, **extra}
+        )
+
+    def refused(rtype: str, eid: str, body: str) -> dict[str, Any]:
+        with pytest.raises(NetSuiteResponseError) as err:
+            ns.upsert(rtype, eid, body, replace=["apply"])
+        assert err.value.status == 400
+        return err.value.details[0]
+
+    memo = {"entity": {"id": customer}, "item": {"items": [{"item": {"id": "301"}, "amount": 30}]}}
+    memo_apply = {"items": [{"doc": {"id": invoice}, "apply": True, "amount": "30.00"}]}
+    ns.upsert("creditMemo", "cn_1", json.dumps({**memo, "apply": memo_apply}))
+    ns.upsert("customerPayment", "ch_1", applying("70.00"))
+    # written again (a retry, a re-sync): its own earlier application does not count
+    ns.upsert("customerPayment", "ch_1", applying("70.00"), replace=["apply"])
+    error = refused("customerPayment", "ch_2", applying("0.01"))
+    assert error["o:errorCode"] == "USER_ERROR"
+    assert error["o:errorPath"] == "apply.items[0].amount"
+    assert "exceeds its amount remaining (0.00)" in error["detail"]
+    # unapplied, the same payment is fine (the money stays on the customer's account)
+    ns.upsert("customerPayment", "ch_2", json.dumps({"customer": {"id": customer}, "payment": 5}))
+    second_memo = json.dumps({**memo, "apply": memo_apply})
+    assert "remaining (0.00)" in refused("creditMemo", "cn_2", second_memo)["detail"]
+    # applied to nothing any more (a voided credit memo), the invoice is open for 30.00 again
+    ns.upsert("creditMemo", "cn_1", json.dumps({**memo, "apply": {"items": []}}), replace=["apply"])
+    assert "remaining (30.00)" in refused("customerPayment", "ch_3", applying("30.01"))["detail"]
+    ns.upsert("customerPayment", "ch_3", applying("30.00"))
+    posted = ns.session.post(ns.url("customerPayment"), data=applying("0.01"))  # a create
+    assert posted.status_code == 400 and "remaining (0.00)" in posted.text

@@ -30,6 +30,7 @@ from ledgerstream.testing.generator import History, Scenario, generate
 from ledgerstream.testing.pipeline import Pipeline, free_port
 from tests.integration.helpers import (
     ACCOUNTING_ENV,
+    PROCESSOR_INPUTS,
     consume_all,
     end_offsets,
     producer_quota,
@@ -54,16 +55,7 @@ SCENARIO = Scenario(
     dispute_rate=0.15,
     credit_note_rate=0.1,
 )
-INPUT_TOPICS = (
-    "stripe.customer",
-    "stripe.invoice",
-    "stripe.charge",
-    "stripe.refund",
-    "stripe.dispute",
-    "stripe.credit_note",
-    "stripe.payout",
-    "stripe.payout_transactions",
-)
+INPUT_TOPICS = PROCESSOR_INPUTS
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +119,7 @@ def final_commands(pipeline: Pipeline, timeout: float = 240) -> dict[str, str]:
     last: dict[str, str] = {}
     for msg in consume_all(name):
         cmd = Command.from_avro(serde.loads(msg.value()))
-        assert msg.key() == cmd.key.encode()
+        assert msg.key() == cmd.order_key.encode()
         last[cmd.key] = cmd.command_id
     return last
 

@@ -16,7 +16,7 @@ from confluent_kafka import Producer
 from ledgerstream import settings, topics
 from ledgerstream.accounting.book import book_history
 from ledgerstream.avro import Serde
-from ledgerstream.commands import Command, find_refs, sublists
+from ledgerstream.commands import Command, find_refs, ref, sublists
 from ledgerstream.sinks.stripe_metadata import MetadataWriter
 from ledgerstream.testing.generator import Scenario, generate
 from ledgerstream.testing.pipeline import AppThread, Pipeline
@@ -68,7 +68,7 @@ def publish(commands: list[Command]) -> None:
     serde = Serde(name, topics.NETSUITE_COMMANDS.schema or "")
     producer = Producer({**settings.kafka().client_config(), "enable.idempotence": True})
     for cmd in commands:
-        producer.produce(name, key=cmd.key.encode(), value=serde.dumps(cmd.to_avro()))
+        producer.produce(name, key=cmd.order_key.encode(), value=serde.dumps(cmd.to_avro()))
     assert producer.flush(60) == 0
 
 
@@ -136,8 +136,8 @@ def test_faults_and_dropped_responses_end_with_exactly_the_expected_records(
     serde = Serde(backrefs_topic, topics.NETSUITE_BACKREFS.schema or "")
     backrefs = [serde.loads(m.value()) for m in consume_all(backrefs_topic, timeout=5)]
     assert {(b["record_type"], b["external_id"]) for b in backrefs} == expected
-    for ref in backrefs:
-        assert internal[(ref["record_type"], ref["external_id"])] == ref["internal_id"]
+    for backref in backrefs:
+        assert internal[(backref["record_type"], backref["external_id"])] == backref["internal_id"]
 
 
 def _customer(eid: str, subsidiary: str = "1") -> Command:
@@ -165,6 +165,52 @@ def test_a_400_is_dead_lettered_with_netsuite_error_and_later_records_are_writte
     assert headers["dlq.topic"] == topics.name(topics.NETSUITE_COMMANDS)
     commands = Serde(topics.name(topics.NETSUITE_COMMANDS), topics.NETSUITE_COMMANDS.schema or "")
     assert commands.loads(dead[0].value())["external_id"] == "cus_bad"  # the command, unchanged
+
+
+def test_one_invoice_s_records_are_written_in_order_and_a_waiting_one_blocks_no_other(
+    pipe: Pipeline,
+) -> None:
+    """The records of one invoice share an order key (one partition, one write at a time):
+    a credit memo applied to the invoice and then voided is voided before the payment of the
+    whole invoice is written (else NetSuite refuses the payment: beyond the amount remaining),
+    and a refund's memo sent before its invoice (it was booked against a draft) waits for the
+    invoice without holding the invoice back."""
+    customer = _customer("cus_o")
+    cus, inv = ref("customer", "cus_o"), ref("invoice", "in_o")
+    order = "invoice/in_o"
+
+    def on_invoice(rtype: str, eid: str, body: dict[str, Any]) -> Command:
+        return Command(rtype, eid, body, "invoice", "in_o", None, order=order)
+
+    def applied(amount: str) -> dict[str, Any]:
+        return {"items": [{"doc": inv, "apply": True, "amount": amount}]}
+
+    lines = {"items": [{"item": {"id": "301"}, "amount": "100.00"}]}
+    memo_lines = {"items": [{"item": {"id": "301"}, "amount": "30.00"}]}
+    refund_memo = on_invoice(
+        "creditMemo", "cm_re_o", {"entity": cus, "createdFrom": inv, "item": memo_lines}
+    )
+    invoice = on_invoice("invoice", "in_o", {"entity": cus, "item": lines})
+    note = {"entity": cus, "createdFrom": inv, "item": memo_lines}
+    issued = on_invoice("creditMemo", "cm_cn_o", {**note, "apply": applied("30.00")})
+    voided = on_invoice("creditMemo", "cm_cn_o", {**note, "apply": {"items": []}})
+    payment = on_invoice(
+        "customerPayment",
+        "ch_o",
+        {"customer": cus, "payment": "100.00", "apply": applied("100.00")},
+    )
+    publish([customer, refund_memo, invoice, issued, voided, payment])
+    # slow writes: with one write per record at a time, the payment would overtake the void
+    start_emulator(pipe, LEDGER_EMULATOR_LATENCY_MS="300")
+    pipe.start("sink", "sink", "netsuite", env={"LEDGER_NETSUITE_CONCURRENCY": "4"})
+    wait_sink_done(pipe, timeout=120)
+
+    stored = {(r["type"], r["externalId"]): r for r in pipe.records()}
+    assert set(stored) == {
+        (c.record_type, c.external_id) for c in (customer, refund_memo, invoice, issued, payment)
+    }
+    assert stored[("creditMemo", "cm_cn_o")]["apply"]["items"] == []
+    assert consume_all(topics.dlq_name(topics.NETSUITE_COMMANDS), timeout=3) == []
 
 
 @pytest.mark.parametrize("auth", ["tba", "m2m"])

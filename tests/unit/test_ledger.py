@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import random
 from collections import defaultdict
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -14,7 +15,8 @@ from hypothesis import strategies as st
 from ledgerstream import topics
 from ledgerstream.accounting.book import book_history
 from ledgerstream.accounting.ledger import Ledger, merge
-from ledgerstream.commands import Command
+from ledgerstream.commands import Command, ref
+from ledgerstream.money import to_minor
 from ledgerstream.settings import AccountingSettings
 from ledgerstream.stripe_records import object_event, payout_transaction, route, to_record
 from ledgerstream.testing.generator import History, Scenario, generate
@@ -53,6 +55,16 @@ SCENARIOS = [
         credit_note_rate=0.2,
         long_invoice_rate=0.5,
     ),
+    # invoices marked paid outside Stripe, some after a pre-payment credit note (voided or not)
+    Scenario(
+        seed=9,
+        customers=6,
+        months=2,
+        credit_note_rate=0.3,
+        credit_note_void_rate=0.5,
+        failure_rate=0.4,
+        out_of_band_rate=0.6,
+    ),
 ]
 _HISTORIES: dict[Scenario, History] = {}
 
@@ -86,7 +98,33 @@ def records(h: History) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
+def applied_beyond_totals(last: dict[str, Command]) -> dict[str, tuple[Decimal, Decimal]]:
+    """Invoices that the latest commands apply more to than their total, as NetSuite would see
+    them if it had every one of them: invoice key -> (applied, total)."""
+    applied: dict[str, Decimal] = defaultdict(Decimal)
+    for cmd in last.values():
+        if cmd.record_type in ("customerPayment", "creditMemo"):
+            for line in cmd.body.get("apply", {}).get("items", []):
+                target = line["doc"]["$ref"]
+                if target["type"] == "invoice":
+                    applied[f"invoice/{target['externalId']}"] += Decimal(str(line["amount"]))
+    totals = {
+        key: sum((Decimal(str(ln["amount"])) for ln in cmd.body["item"]["items"]), Decimal(0))
+        for key, cmd in last.items()
+        if cmd.record_type == "invoice"
+    }
+    # (a record applied to an invoice not sent yet waits for it in the sink)
+    return {
+        key: (amount, totals[key])
+        for key, amount in applied.items()
+        if key in totals and amount > totals[key]
+    }
+
+
 def run(feed: list[tuple[str, dict[str, Any]]]) -> tuple[dict[str, Command], dict[str, str]]:
+    """The latest command of every record after the feed. After every record, the commands
+    sent so far never apply more to an invoice than its total (NetSuite would refuse the
+    write, and the sink writes the commands of one invoice in the order they were sent)."""
     tables: dict[str, dict[str, Any]] = defaultdict(dict)
     ledger = Ledger(CFG, lambda name: tables[name])
     last: dict[str, Command] = {}
@@ -95,6 +133,7 @@ def run(feed: list[tuple[str, dict[str, Any]]]) -> tuple[dict[str, Command], dic
         outcome = ledger.apply(topic, rec)
         for cmd in outcome.commands:
             last[cmd.key] = cmd
+            assert not applied_beyond_totals(last), (cmd.key, applied_beyond_totals(last))
         for oid in outcome.ready:
             waiting.pop(oid, None)
         waiting.update(outcome.waiting)
@@ -102,7 +141,9 @@ def run(feed: list[tuple[str, dict[str, Any]]]) -> tuple[dict[str, Command], dic
 
 
 @pytest.mark.parametrize(
-    "scenario", SCENARIOS, ids=["multicurrency", "failures", "credit-notes", "long-invoices"]
+    "scenario",
+    SCENARIOS,
+    ids=["multicurrency", "failures", "credit-notes", "long-invoices", "out-of-band"],
 )
 def test_in_order_feed_equals_the_reference_booking(scenario: Scenario) -> None:
     h = history(scenario)
@@ -446,3 +487,87 @@ def test_invoices_beyond_the_embedded_lines_are_booked_with_every_line() -> None
         assert len(invoice["lines"]["data"]) == 10 and invoice["lines"]["has_more"]
         body = book.commands[f"invoice/{invoice_id}"].body
         assert len(body["item"]["items"]) >= len(lines)  # one per Stripe line, then tax
+
+
+def with_second_charge(h: History) -> tuple[list[tuple[str, dict[str, Any]]], str, str]:
+    """The history's records plus a second succeeded charge on a paid invoice (a customer who
+    paid twice): its charge record copied under a new id. Returns the feed, the second charge's
+    id and the invoice's."""
+    feed = records(h)
+    invoice = next(r for t, r in feed if t == "stripe.invoice" and r["status"] == "paid")
+    first = next(
+        r
+        for t, r in feed
+        if t == "stripe.charge" and r["id"] == invoice["charge"] and r["status"] == "succeeded"
+    )
+    second = {**first, "id": "ch_paid_twice", "event_id": "evt_paid_twice"}
+    return [*feed, ("stripe.charge", second)], second["id"], invoice["id"]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.randoms(use_true_random=False), st.floats(0, 0.5))
+def test_a_second_payment_of_a_paid_invoice_books_the_same_whatever_the_order(
+    rnd: random.Random, dup_share: float
+) -> None:
+    """Before: arriving before the invoice was marked paid, the second charge was applied as a
+    second full payment; after it, skipped. Now it waits until the invoice is paid and names
+    the charge that paid it."""
+    feed, second, invoice_id = with_second_charge(history(SCENARIOS[0]))
+    expected, waiting = run(feed)
+    assert waiting == {}
+    assert f"customerPayment/{second}" not in expected  # skipped: the invoice was paid already
+    paying = [
+        c
+        for c in expected.values()
+        if c.record_type == "customerPayment"
+        and any(
+            a["doc"] == ref("invoice", invoice_id) for a in c.body.get("apply", {}).get("items", [])
+        )
+    ]
+    assert len(paying) == 1
+    shuffled = feed + rnd.sample(feed, int(len(feed) * dup_share))
+    rnd.shuffle(shuffled)
+    got, waiting = run(shuffled)
+    assert {k: c.command_id for k, c in got.items()} == {
+        k: c.command_id for k, c in expected.items()
+    }
+    assert waiting == {}
+
+
+def test_the_second_charge_arriving_before_the_paid_invoice_is_not_applied() -> None:
+    """The order that booked two payments on one invoice before the fix."""
+    feed, second, invoice_id = with_second_charge(history(SCENARIOS[0]))
+    paid_at = next(
+        i
+        for i, (t, r) in enumerate(feed)
+        if t == "stripe.invoice" and r["id"] == invoice_id and r["status"] == "paid"
+    )
+    early = [*feed[:paid_at], feed[-1], *feed[paid_at:-1]]
+    got, waiting = run(early)
+    assert waiting == {}
+    assert f"customerPayment/{second}" not in got
+
+
+def test_invoices_paid_out_of_band_are_closed_by_a_payment_of_what_no_charge_paid() -> None:
+    h = history(SCENARIOS[4])
+    book = book_history([routed(h, e) for e in h.events], expanded_payout_txns(h), CFG)
+    outside = {
+        o["id"]: o
+        for o in h.objects.values()
+        if o["object"] == "invoice" and o.get("paid_out_of_band")
+    }
+    assert len(outside) >= 3
+    for invoice_id, invoice in outside.items():
+        assert invoice["status"] == "paid" and invoice["amount_paid"] == invoice["amount_due"]
+        payment = book.commands[f"customerPayment/oob_{invoice_id}"]
+        [applied] = payment.body["apply"]["items"]
+        assert applied["doc"] == ref("invoice", invoice_id)
+        assert (
+            to_minor(Decimal(str(applied["amount"])), invoice["currency"]) == invoice["amount_due"]
+        )
+    assert not [
+        k
+        for k in book.commands
+        if k.startswith("customerPayment/oob_")
+        and k.removeprefix("customerPayment/oob_") not in outside
+    ]

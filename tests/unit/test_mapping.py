@@ -20,6 +20,7 @@ from ledgerstream.accounting import (
     customer_commands,
     ids,
     invoice_commands,
+    out_of_band_commands,
     payment_commands,
     refund_commands,
 )
@@ -351,6 +352,40 @@ def test_void_and_uncollectible_invoices_are_closed_with_one_memo() -> None:
     assert amounts(memo2.body["item"]["items"]) == 4000
     keep = CFG.model_copy(update={"keep_unpaid_invoices_open": True})
     assert closing_commands(unc, keep) == []
+
+
+def test_a_void_invoice_with_a_pre_payment_credit_note_is_closed_for_what_it_still_owed() -> None:
+    """The credit note's memo applies 10.00 already: the closing memo applies the 39.00 left
+    (Stripe's amount_due), not the whole 49.00 (together 59.00: NetSuite refuses it)."""
+    void = invoice([line(4900)], status="void", amount_due=3900, voided_at=T0)
+    [memo] = closing_commands(void, CFG)
+    assert memo.body["apply"]["items"][0]["amount"] == Decimal("39.00")
+    assert amounts(memo.body["item"]["items"]) == 3900  # one line for the unpaid balance
+    assert memo.order == "invoice/in_1"
+
+
+def test_an_invoice_paid_out_of_band_is_closed_as_configured() -> None:
+    paid = invoice([line(4900)], status="paid", amount_paid=4900, paid_out_of_band=True, paid_at=T0)
+    [payment] = out_of_band_commands(paid, CFG, 4900)
+    assert (payment.record_type, payment.external_id) == ("customerPayment", "oob_in_1")
+    assert payment.body["payment"] == Decimal("49.00")
+    assert payment.body["apply"]["items"][0]["amount"] == Decimal("49.00")
+    # no Stripe payout carries it: it waits in Undeposited Funds for the bank receipt
+    assert payment.body["undepFunds"] is True
+    assert payment.body["account"] == {"id": CFG.netsuite_undeposited_funds_account_id}
+    assert "paymentMethod" not in payment.body  # not a Stripe payment
+    assert "Paid outside Stripe" in payment.body["memo"]
+    to_bank = CFG.model_copy(update={"out_of_band_account_id": "777"})
+    [direct] = out_of_band_commands(paid, to_bank, 4900)
+    assert direct.body["undepFunds"] is False and direct.body["account"] == {"id": "777"}
+    as_memo = CFG.model_copy(update={"out_of_band_close": "credit_memo"})
+    [memo] = out_of_band_commands(paid, as_memo, 4900)
+    assert (memo.record_type, memo.external_id) == ("creditMemo", "cm_oob_in_1")
+    assert amounts(memo.body["item"]["items"]) == 4900
+    assert memo.body["apply"]["items"][0]["amount"] == Decimal("49.00")
+    # paid on Stripe, or nothing left to pay outside it: nothing
+    assert out_of_band_commands(replace(paid, paid_out_of_band=False), CFG, 4900) == []
+    assert out_of_band_commands(paid, CFG, 0) == []
 
 
 def test_revision_memo_names_the_original() -> None:

@@ -84,6 +84,7 @@ class _Engine:
         # main stream's draws, and so a history without long invoices, stay as they were.
         self.long_rng = random.Random(f"{scenario.seed}-long")
         self.individual_rng = random.Random(f"{scenario.seed}-individual")  # the same, for those
+        self.band_rng = random.Random(f"{scenario.seed}-out-of-band")  # and for these
         self.ids = _Ids(self.rng)
         self.collect = collect
         self.objects: dict[str, Obj] = {}

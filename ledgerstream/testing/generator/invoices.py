@@ -411,8 +411,11 @@ class _Invoices(_CreditNotes, _Catalogue):
             self._at(t + self._between(HOUR, DAY), partial(self._credit_note, bill, "pre_payment"))
         if rng.random() < 0.15:  # the merchant voids an invoice the customer never paid
             self._at(t + self._between(5 * DAY, 25 * DAY), partial(self._void, bill))
-        else:  # paid on the hosted invoice page
-            self._at(t + self._between(2 * DAY, 20 * DAY), partial(self._pay, bill))
+        else:  # paid on the hosted invoice page, or (out_of_band_rate) by cheque or wire
+            rate = self.scenario.out_of_band_rate
+            outside = bool(rate) and self.band_rng.random() < rate
+            pay = self._pay_out_of_band if outside else self._pay
+            self._at(t + self._between(2 * DAY, 20 * DAY), partial(pay, bill))
 
     def _attempt(self, bill: _Bill) -> None:
         rng, t, invoice = self.rng, self._now, bill.obj
@@ -441,6 +444,10 @@ class _Invoices(_CreditNotes, _Catalogue):
             self._at(t + self._between(2 * DAY, 4 * DAY), partial(self._void, bill))
         if first_failure and bill.wants_credit_note:
             self._at(t + self._between(HOUR, DAY), partial(self._credit_note, bill, "pre_payment"))
+        rate = self.scenario.out_of_band_rate
+        if first_failure and rate and self.band_rng.random() < rate:
+            # the card failed; the customer wires the money and the merchant marks it paid
+            self._at(t + self._between(DAY, 2 * DAY), partial(self._pay_out_of_band, bill))
         charge = self._charge(
             bill.customer,
             invoice["currency"],
@@ -499,6 +506,21 @@ class _Invoices(_CreditNotes, _Catalogue):
             self._at(
                 t + self._between(DAY, 25 * DAY), partial(self._credit_note, bill, "post_payment")
             )
+
+    def _pay_out_of_band(self, bill: _Bill) -> None:
+        """The merchant marks the invoice paid outside Stripe: no charge, no balance
+        transaction; ``paid_out_of_band`` set, the amount remaining taken as paid."""
+        t, invoice = self._now, bill.obj
+        if invoice["status"] != "open":
+            return
+        invoice["paid_out_of_band"] = True
+        invoice["amount_paid"] += invoice["amount_remaining"]
+        invoice["amount_remaining"] = 0
+        invoice["next_payment_attempt"] = None
+        invoice["paid"] = True
+        invoice["status"] = "paid"
+        invoice["status_transitions"]["paid_at"] = t
+        self._emit("invoice.paid", t, invoice)
 
     def _uncollectible(self, bill: _Bill) -> None:
         invoice, t = bill.obj, self._now

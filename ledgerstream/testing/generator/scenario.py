@@ -43,6 +43,10 @@ class Scenario:
     # netsuite_customer_type=individual metadata: first and last name instead of a company
     # name); drawn from a stream of their own, and not at all at 0
     individual_rate: float = 0.0
+    # share of invoices sent for payment (collection by email) that the merchant marks paid
+    # outside Stripe instead (paid_out_of_band: a cheque, a wire): no charge; drawn from a
+    # stream of their own, and not at all at 0
+    out_of_band_rate: float = 0.0
 
     def __post_init__(self) -> None:
         if self.customers < 1 or self.months < 1:
@@ -63,6 +67,7 @@ class Scenario:
             self.credit_note_void_rate,
             self.long_invoice_rate,
             self.individual_rate,
+            self.out_of_band_rate,
         )
         if not all(0.0 <= rate <= 1.0 for rate in rates):
             raise ValueError("rates must lie between 0 and 1")

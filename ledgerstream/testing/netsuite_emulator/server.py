@@ -26,6 +26,12 @@ What it does as NetSuite does:
   (any field, custom ones too; field names not case-sensitive, as in SuiteQL);
 - deposits: each ``payment`` line must be a customer payment or refund posted to Undeposited
   Funds and not already in another deposit, and the deposit total may not be negative;
+- an invoice's amount remaining (Amt. Due) is its total less what customer payments and credit
+  memos apply to it: NetSuite's customer payment "decreases the amount due" of the invoices it
+  applies to (Oracle's Customer Payment record, section_N3193748 and, for REST,
+  article_0224093711), and a payment or credit memo that would apply more than an invoice's
+  amount remaining is refused with 400 ``USER_ERROR`` on its ``apply.items[n].amount`` (the
+  check is NetSuite's; the wording of the message is ours, Oracle does not publish it);
 - ``PUT …/eid:{externalId}`` creates or updates (upsert); ``POST`` creates; both answer
   **204 No Content** with the record URL in ``Location``; ``GET`` reads; a record-type ``GET``
   lists ids with ``limit``/``offset`` paging;
@@ -80,6 +86,7 @@ ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 EID = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 ITEM_TYPES = ("serviceSaleItem", "discountItem", "nonInventorySaleItem", "otherChargeSaleItem")
 TRANSACTION_TYPES = ("invoice", "customerPayment", "creditMemo", "customerRefund")
+APPLY_TO_INVOICES = ("customerPayment", "creditMemo")  # records whose apply lines pay invoices
 
 
 @dataclass(frozen=True)
@@ -340,6 +347,10 @@ class Emulator:
         self.public_key = _public_key(creds.public_key_pem) if creds.public_key_pem else None
         self.set_behaviour(behaviour or Behaviour())
         self._deposited: dict[int, str] | None = None  # payment internal id -> deposit eid
+        # invoice internal id -> {(type, external id or #internal id) of a payment or credit
+        # memo: the amount it applies to that invoice}
+        self._applied: dict[int, dict[tuple[str, str], Decimal]] | None = None
+        self._applies_to: dict[tuple[str, str], set[int]] = {}  # the same, by record
 
     def set_behaviour(self, behaviour: Behaviour) -> None:
         # a burst is a one-shot action: armed now, not again by a later change
@@ -426,6 +437,49 @@ class Emulator:
                 400, "INVALID_CONTENT", f"The deposit total may not be negative ({total})."
             )
 
+    def applied(self) -> dict[int, dict[tuple[str, str], Decimal]]:
+        if self._applied is None:
+            self._applied = {}
+            self._applies_to = {}
+            for rtype in APPLY_TO_INVOICES:
+                for record in self.store.list(rtype):
+                    self._note_applied(record)
+        return self._applied
+
+    def _note_applied(self, record: Record) -> None:
+        key = (record.type, record.external_id or f"#{record.id}")
+        applied = self.applied()
+        for invoice_id in self._applies_to.pop(key, ()):
+            applied[invoice_id].pop(key, None)
+        for invoice_id, amount in _applications(record.fields, self.store):
+            lines = applied.setdefault(invoice_id, {})
+            lines[key] = lines.get(key, Decimal(0)) + amount
+            self._applies_to.setdefault(key, set()).add(invoice_id)
+
+    def validate_applications(self, rtype: str, eid: str | None, fields: dict[str, Any]) -> None:
+        """As NetSuite: what a payment or credit memo applies to an invoice may not exceed the
+        invoice's amount remaining (its total less what the other records apply to it)."""
+        key = (rtype, eid) if eid is not None else None
+        mine: dict[int, Decimal] = {}
+        for i, line in enumerate((fields.get("apply") or {}).get("items", [])):
+            invoice = _applied_invoice(line, self.store)
+            if invoice is None:
+                continue
+            mine[invoice.id] = mine.get(invoice.id, Decimal(0)) + _amount(line)
+            others = sum(
+                (a for k, a in self.applied().get(invoice.id, {}).items() if k != key),
+                Decimal(0),
+            )
+            remaining = _invoice_total(invoice.fields) - others
+            if mine[invoice.id] > remaining:
+                raise NetSuiteError(
+                    400,
+                    "USER_ERROR",
+                    f"The amount applied to invoice {invoice.id} ({mine[invoice.id]}) exceeds "
+                    f"its amount remaining ({remaining}).",
+                    f"apply.items[{i}].amount",
+                )
+
     def _undeposited_funds(self, record: Record) -> bool:
         if record.fields.get("undepFunds") is True:
             return True
@@ -441,6 +495,8 @@ class Emulator:
         fields = body if existing is None else self.merge(rtype, existing.fields, body, replace)
         if rtype == "deposit":
             self.validate_deposit(eid, fields)
+        if rtype in APPLY_TO_INVOICES:
+            self.validate_applications(rtype, eid, fields)
         record = (
             self.store.create(rtype, eid, fields)
             if existing is None
@@ -452,6 +508,8 @@ class Emulator:
                 del deposited[pid]
             for pid in _payment_ids(fields):
                 deposited[pid] = eid
+        if rtype in APPLY_TO_INVOICES:
+            self._note_applied(record)
         return record
 
     @staticmethod
@@ -604,7 +662,11 @@ class Emulator:
                         400, "DUP_RCRD", "A record with this external ID already exists."
                     )
                 fields = {k: v for k, v in body.items() if k not in ("id", "externalId")}
+                if rtype in APPLY_TO_INVOICES:
+                    self.validate_applications(rtype, None, fields)
                 created = self.store.create(rtype, eid, fields)
+                if rtype in APPLY_TO_INVOICES:
+                    self._note_applied(created)
                 return web.Response(
                     status=204, headers={"Location": self.location(request, created)}
                 )
@@ -754,6 +816,7 @@ class Emulator:
         self.max_in_flight = 0
         self.first_write = self.last_write = None
         self._deposited = None
+        self._applied = None
         return web.json_response({"reset": True})
 
     async def admin_behaviour(self, request: web.Request) -> web.Response:
@@ -774,6 +837,37 @@ class Emulator:
                 "last_write": self.last_write,
             }
         )
+
+
+def _amount(line: dict[str, Any]) -> Decimal:
+    return Decimal(str(line.get("amount") or 0))
+
+
+def _invoice_total(fields: dict[str, Any]) -> Decimal:
+    total = Decimal(0)
+    for line in (fields.get("item") or {}).get("items", []):
+        if "amount" in line:
+            total += _amount(line)
+        else:
+            total += Decimal(str(line.get("quantity") or 1)) * Decimal(str(line.get("rate") or 0))
+    return total
+
+
+def _applied_invoice(line: dict[str, Any], store: Store) -> Record | None:
+    """The invoice an ``apply`` line applies to, if it is applied and names an invoice."""
+    if line.get("apply") is False:
+        return None
+    rid = str((line.get("doc") or {}).get("id", ""))
+    return store.get("invoice", int(rid)) if rid.isdigit() else None
+
+
+def _applications(fields: dict[str, Any], store: Store) -> list[tuple[int, Decimal]]:
+    out = []
+    for line in (fields.get("apply") or {}).get("items", []):
+        invoice = _applied_invoice(line, store)
+        if invoice is not None:
+            out.append((invoice.id, _amount(line)))
+    return out
 
 
 def _payment_ids(fields: dict[str, Any]) -> list[int]:
