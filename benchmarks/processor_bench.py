@@ -57,6 +57,8 @@ def feed(customers: int) -> list:
                 long_invoice_rate=0.02,
                 individual_rate=0.3,
                 out_of_band_rate=0.05,
+                uncaptured_rate=0.1,
+                refund_failure_rate=0.02,
             )
         )
     )

@@ -320,6 +320,20 @@ def producer_replay(path: str) -> None:
     help="share of emailed invoices the merchant marks paid outside Stripe",
 )
 @click.option(
+    "--uncaptured-rate",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="share of one-off charges authorised first and captured later",
+)
+@click.option(
+    "--refund-failure-rate",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="share of refunds that fail days later (the money comes back)",
+)
+@click.option(
     "--history",
     "recorded",
     default=None,
@@ -344,6 +358,8 @@ def stripe_double_cmd(
     long_invoice_rate: float,
     individual_rate: float,
     out_of_band_rate: float,
+    uncaptured_rate: float,
+    refund_failure_rate: float,
     recorded: Path | None,
     save: Path | None,
 ) -> None:
@@ -364,6 +380,8 @@ def stripe_double_cmd(
                 long_invoice_rate=long_invoice_rate,
                 individual_rate=individual_rate,
                 out_of_band_rate=out_of_band_rate,
+                uncaptured_rate=uncaptured_rate,
+                refund_failure_rate=refund_failure_rate,
             )
         )
     if save is not None:

@@ -540,6 +540,13 @@ class AccountingSettings(_Base):
         description="when a payout's transactions do not all match: wait, or post the deposit "
         "with a labelled variance/suspense line",
     )
+    deposit_max_lines: int = Field(
+        10_000,
+        ge=2,
+        description="lines per NetSuite deposit; a payout with more becomes several deposits "
+        "(po_…, po_…-2, …). NetSuite limits the lines of a transaction (Oracle: Line "
+        "Limitations for Transactions, article_159361099314); 10,000 is the deposit cap",
+    )
     open_period_start: str | None = Field(
         None, description="YYYY-MM-DD: earlier transaction dates move here (memo keeps the date)"
     )

@@ -343,6 +343,8 @@ def _refund(obj: dict[str, Any], event_type: str) -> dict[str, Any]:
         "status": obj.get("status") or "pending",
         "reason": obj.get("reason"),
         "balance_transaction": _id(obj.get("balance_transaction")),
+        "failure_balance_transaction": _id(obj.get("failure_balance_transaction")),
+        "failure_reason": obj.get("failure_reason"),
         "created": _ts(obj.get("created") or 0),
     }
 

@@ -309,16 +309,18 @@ class NetSuiteSink(Stage):
             for item in line:
                 if item.cmd.key in held:
                     continue
-                missing = [d for d in item.cmd.depends_on if d not in self.index.ids]
-                if not missing:
+                # the first reference not written yet (a deposit refers to thousands: it is
+                # woken by that one, then looks for the next)
+                first = next((d for d in item.cmd.depends_on if d not in self.index.ids), None)
+                if first is None:
                     chosen = item
                     break
                 if now - item.since > self.cfg.sink_dependency_timeout_s:
+                    missing = [d for d in item.cmd.depends_on if d not in self.index.ids]
                     expired = (item, missing)
                     break
                 held.add(item.cmd.key)
-                for dep in missing:
-                    self.waiting_on[dep].add(key)
+                self.waiting_on[first].add(key)
             if expired is not None:
                 item, missing = expired
                 line.remove(item)

@@ -54,12 +54,16 @@ Resolver = Callable[[BalanceTransaction], Settled | None]
 
 
 def default_resolver(txn: BalanceTransaction) -> Settled | None:
-    """Sources named by their id prefix: ch_/py_ → payment; re_/pyr_/dp_ → refund."""
+    """Sources named by their id prefix: ch_/py_ → payment; re_/pyr_/dp_ → refund; a
+    refund's ``refund_failure`` → the payment that took its money back."""
     source = txn.source or ""
     if txn.reporting_category in PAYMENT_CATEGORIES and source.startswith(("ch_", "py_")):
         return Settled("customerPayment", source)
     if txn.reporting_category in REFUND_CATEGORIES and source.startswith(("re_", "pyr_", "dp_")):
         return Settled("customerRefund", source)
+    if txn.reporting_category == "refund_failure" and source.startswith(("re_", "pyr_")):
+        # the money of a failed refund, back: the payment that takes it in (mapping)
+        return Settled("customerPayment", ids.refund_failure(source))
     return None
 
 
@@ -147,7 +151,8 @@ def plan_deposit(
             fees["other_fee"] += t.fee - itemised
 
         category = t.reporting_category
-        if category in PAYMENT_CATEGORIES | REFUND_CATEGORIES:
+        returned = category == "refund_failure" and (t.source or "").startswith(("re_", "pyr_"))
+        if category in PAYMENT_CATEGORIES | REFUND_CATEGORIES or returned:
             settled = resolve(t)
             if settled is None:
                 line = _signed_line(
@@ -281,19 +286,79 @@ def deposit_commands(plan: DepositPlan, cfg: AccountingSettings) -> list[Command
         notes.append("POSTED WITH VARIANCE: " + "; ".join(plan.problems))
     if sum(line.signed for line in lines) != payout.amount:  # pragma: no cover - invariant
         raise AssertionError(f"deposit {payout.id} does not balance")
+    parts = _split(lines, payout, cfg)
+    if len(parts) > 1:
+        notes.append(f"part 1 of {len(parts)}")
     cur = payout.currency
     try:
         bank = cfg.netsuite_bank_account_ids[cur.upper()]
     except KeyError:
         raise UnmappedError(f"no NetSuite bank account for payout currency {cur.upper()}") from None
     day, note = tran_date(payout.arrival_date, cfg)
-    body: dict[str, Any] = {
-        "account": {"id": bank},
-        "subsidiary": {"id": cfg.netsuite_subsidiary_id},
-        "currency": currency_ref(cur, cfg),
-        "tranDate": day,
-        "memo": ids.memo(payout.id, note, *notes),
-    }
+    commands = []
+    for number, part in enumerate(parts, start=1):
+        part_notes = notes if number == 1 else [f"part {number} of {len(parts)}"]
+        body = {
+            "account": {"id": bank},
+            "subsidiary": {"id": cfg.netsuite_subsidiary_id},
+            "currency": currency_ref(cur, cfg),
+            "tranDate": day,
+            "memo": ids.memo(payout.id, note, *part_notes),
+            **_sublists(part, cur),
+        }
+        first = number == 1
+        commands.append(
+            Command(
+                "deposit",
+                payout.id if first else f"{payout.id}-{number}",
+                body,
+                "payout",
+                payout.id,
+                "netsuite_deposit_id" if first else None,
+                (payout.event_id,) if payout.event_id else (),
+            )
+        )
+    return commands
+
+
+def _split(lines: list[Line], payout: Payout, cfg: AccountingSettings) -> list[list[Line]]:
+    """The lines as deposits of at most ``deposit_max_lines`` lines each (NetSuite's cap).
+
+    One deposit when they fit. Otherwise the first, ``po_…``, takes the payout's amount, so
+    the bank statement's one payout line still matches one deposit, and each further part
+    ``po_…-2``, ``po_…-3`` … sums to zero: it carries its own lines' sum to the first through
+    a line on the suspense account, which the first part's counter-line cancels (the suspense
+    account nets to zero over the payout)."""
+    cap = cfg.deposit_max_lines
+    if len(lines) <= cap:
+        return [lines]
+    size = cap - 1  # room for the carry line
+    parts = [lines[i : i + size] for i in range(0, len(lines), size)]
+    carried = 0
+    for number, part in enumerate(parts[1:], start=2):
+        moved = sum(line.signed for line in part)
+        carried += moved
+        carry = _signed_line(
+            "cashback",
+            moved,
+            f"Stripe payout {payout.id}: part {number}'s lines, carried to {payout.id}",
+            cfg.netsuite_suspense_account_id,
+        )
+        if carry:
+            part.append(carry)
+    back = _signed_line(
+        "other",
+        carried,
+        f"Stripe payout {payout.id}: lines of parts 2-{len(parts)}, carried here",
+        cfg.netsuite_suspense_account_id,
+    )
+    if back:
+        parts[0].append(back)
+    return parts
+
+
+def _sublists(lines: list[Line], cur: str) -> dict[str, Any]:
+    body: dict[str, Any] = {}
     payment_items = [
         {
             **ref(ln.settled.record_type, ln.settled.external_id),
@@ -317,17 +382,7 @@ def deposit_commands(plan: DepositPlan, cfg: AccountingSettings) -> list[Command
             body[sublist] = {"items": items}
     if payment_items:
         body["payment"] = {"items": payment_items}
-    return [
-        Command(
-            "deposit",
-            payout.id,
-            body,
-            "payout",
-            payout.id,
-            "netsuite_deposit_id",
-            (payout.event_id,) if payout.event_id else (),
-        )
-    ]
+    return body
 
 
 def _amount(minor: int, currency: str) -> Decimal:

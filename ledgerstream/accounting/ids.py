@@ -68,6 +68,11 @@ def out_of_band_memo(invoice_id: str) -> str:
     return f"cm_oob_{invoice_id}"
 
 
+def refund_failure(refund_id: str) -> str:
+    """The customer payment that takes back the money of a refund that failed."""
+    return f"rf_{refund_id}"
+
+
 def balance_memo(invoice_id: str) -> str:
     return f"cm_bal_{invoice_id}"
 

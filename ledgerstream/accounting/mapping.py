@@ -674,7 +674,7 @@ def refund_commands(
     Refund of a credit note (``credit_note`` = its id): only the customer refund, applied to the
     credit note's memo, which the credit-note flow writes.
     """
-    if refund.status != "succeeded" or not synced(refund.metadata, cfg):
+    if not refund.money_moved or not synced(refund.metadata, cfg):
         return []
     if charge is not None and not synced(charge.metadata, cfg):
         return []
@@ -750,7 +750,48 @@ def refund_commands(
             order=_order(invoice_id),
         )
     )
+    if refund.status == "failed":
+        out.append(_refund_failure(refund, cfg, who, invoice_id))
     return out
+
+
+def _refund_failure(
+    refund: Refund, cfg: AccountingSettings, who: dict[str, Any], invoice_id: str | None
+) -> Command:
+    """A refund that failed after it was paid out: its money came back to the Stripe balance
+    (a ``refund_failure`` balance transaction, deposited with a later payout). The credit
+    memo and customer refund stay (the refund's own payout deposited it); an unapplied
+    customer payment ``rf_re_…`` takes the money back in, which leaves the customer's credit
+    open again, as it is in Stripe (the customer is still owed the refund)."""
+    cur = refund.currency
+    day, note = tran_date(refund.failed_at or refund.created, cfg)
+    reason = f" ({refund.failure_reason})" if refund.failure_reason else ""
+    body = {
+        "customer": who,
+        "subsidiary": {"id": cfg.netsuite_subsidiary_id},
+        "currency": currency_ref(cur, cfg),
+        "payment": to_netsuite(refund.amount, cur),
+        "tranDate": day,
+        "undepFunds": True,
+        "account": {"id": cfg.netsuite_undeposited_funds_account_id},
+        "paymentMethod": {"id": cfg.netsuite_payment_method_id},
+        "memo": ids.memo(
+            refund.id,
+            f"Refund of {refund.charge} failed{reason}: the money came back, the customer's "
+            "credit is open again",
+            note,
+        ),
+    }
+    return Command(
+        "customerPayment",
+        ids.refund_failure(refund.id),
+        body,
+        refund.kind,
+        refund.id,
+        None,
+        _events(refund.event_id),
+        order=_order(invoice_id),
+    )
 
 
 # --------------------------------------------------------------------------- credit notes

@@ -302,8 +302,19 @@ class Refund:
     status: str
     created: datetime
     kind: str = "refund"  # "refund" | "dispute"
+    failure_balance_transaction: str | None = None
+    failure_reason: str | None = None
+    failed_at: datetime | None = None  # when Stripe said it failed (its event's time)
     metadata: Mapping[str, str] = field(default_factory=dict)
     event_id: str | None = None
+
+    @property
+    def money_moved(self) -> bool:
+        """The refund took money from the balance: it succeeded, or it failed after that and
+        a ``refund_failure`` balance transaction brought the money back."""
+        return self.status == "succeeded" or (
+            self.status == "failed" and self.failure_balance_transaction is not None
+        )
 
     @classmethod
     def from_record(cls, rec: Mapping[str, Any], kind: str = "refund") -> Refund:
@@ -317,6 +328,9 @@ class Refund:
             status=rec["status"],
             created=rec["created"],
             kind=kind,
+            failure_balance_transaction=rec.get("failure_balance_transaction"),
+            failure_reason=rec.get("failure_reason"),
+            failed_at=rec.get("event_created") if rec["status"] == "failed" else None,
             metadata=dict(rec.get("metadata") or {}),
             event_id=rec.get("event_id"),
         )

@@ -7,6 +7,7 @@ import json
 import time
 from collections import Counter
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -14,7 +15,9 @@ import requests
 from confluent_kafka import Producer
 
 from ledgerstream import settings, topics
+from ledgerstream.accounting import deposit_commands, plan_deposit
 from ledgerstream.accounting.book import book_history
+from ledgerstream.accounting.model import BalanceTransaction, Payout
 from ledgerstream.avro import Serde
 from ledgerstream.commands import Command, find_refs, ref, sublists
 from ledgerstream.sinks.stripe_metadata import MetadataWriter
@@ -211,6 +214,70 @@ def test_one_invoice_s_records_are_written_in_order_and_a_waiting_one_blocks_no_
     }
     assert stored[("creditMemo", "cm_cn_o")]["apply"]["items"] == []
     assert consume_all(topics.dlq_name(topics.NETSUITE_COMMANDS), timeout=3) == []
+
+
+def test_a_payout_of_25_000_payments_is_written_as_three_deposits(pipe: Pipeline) -> None:
+    """NetSuite holds at most 10,000 lines per deposit: the payout's deposit is written in
+    three parts that the emulator accepts (each payment in one deposit only, no part
+    negative), the first of the payout's amount and the others of zero."""
+    customer = _customer("cus_big")
+    txns = []
+    payments = []
+    for i in range(25_000):
+        amount = 1_000 + i % 500
+        txns.append(
+            BalanceTransaction(
+                id=f"txn_{i:05d}",
+                amount=amount,
+                currency="usd",
+                fee=0,
+                fee_details=(),
+                net=amount,
+                reporting_category="charge",
+                type="charge",
+                source=f"ch_big{i:05d}",
+                created=datetime(2025, 3, 1, tzinfo=UTC),
+            )
+        )
+        body = {
+            "customer": ref("customer", "cus_big"),
+            "payment": Decimal(amount) / 100,
+            "undepFunds": True,
+            "account": {"id": "101"},
+            "currency": {"id": "11"},
+        }
+        payments.append(
+            Command("customerPayment", f"ch_big{i:05d}", body, "charge", f"ch_big{i:05d}", None)
+        )
+    payout = Payout(
+        id="po_big",
+        amount=sum(t.net for t in txns),
+        currency="usd",
+        status="paid",
+        automatic=True,
+        arrival_date=datetime(2025, 3, 3, tzinfo=UTC),
+        created=datetime(2025, 3, 2, tzinfo=UTC),
+        balance_transaction=None,
+    )
+    deposits = deposit_commands(plan_deposit(payout, txns, CFG, expected=len(txns)), CFG)
+    assert [d.external_id for d in deposits] == ["po_big", "po_big-2", "po_big-3"]
+    publish([customer, *payments, *deposits])
+    start_emulator(pipe)
+    pipe.start("sink", "sink", "netsuite", env={"LEDGER_NETSUITE_CONCURRENCY": "8"})
+    wait_sink_done(pipe, timeout=900)
+
+    assert consume_all(topics.dlq_name(topics.NETSUITE_COMMANDS), timeout=3) == []
+    stored = {r["externalId"]: r for r in pipe.records("deposit")}
+    assert sorted(stored) == ["po_big", "po_big-2", "po_big-3"]
+    lines = {eid: len(d.get("payment", {}).get("items", [])) for eid, d in stored.items()}
+    assert all(n <= 10_000 for n in lines.values()) and sum(lines.values()) == 25_000
+    totals = {
+        eid: sum(Decimal(str(p["paymentAmount"])) for p in d.get("payment", {}).get("items", []))
+        + sum(Decimal(str(o["amount"])) for o in d.get("other", {}).get("items", []))
+        - sum(Decimal(str(c["amount"])) for c in d.get("cashback", {}).get("items", []))
+        for eid, d in stored.items()
+    }
+    assert totals == {"po_big": Decimal(payout.amount) / 100, "po_big-2": 0, "po_big-3": 0}
 
 
 @pytest.mark.parametrize("auth", ["tba", "m2m"])

@@ -315,3 +315,80 @@ def test_zero_decimal_and_three_decimal_payouts_render_exactly() -> None:
             text
         )
         assert command.body_json.count(f'"paymentAmount":{text}') == 1
+
+
+def lines_of(body: dict[str, Any]) -> int:
+    return sum(len(body.get(s, {}).get("items", [])) for s in ("payment", "other", "cashback"))
+
+
+def check_parts(commands: list[Any], payout: Payout, cap: int) -> None:
+    """po_…, po_…-2, …: each at most ``cap`` lines; the first the payout's amount, the others
+    zero; every payment line in exactly one part."""
+    assert [c.external_id for c in commands] == [payout.id] + [
+        f"{payout.id}-{n}" for n in range(2, len(commands) + 1)
+    ]
+    totals = [body_total(c.body, payout.currency) for c in commands]
+    assert totals == [payout.amount] + [0] * (len(commands) - 1)
+    assert all(lines_of(c.body) <= cap for c in commands)
+    assert commands[0].metadata_key == "netsuite_deposit_id"
+    paid = [
+        p["$ref"]["externalId"]
+        for c in commands
+        for p in c.body.get("payment", {}).get("items", [])
+    ]
+    assert len(paid) == len(set(paid))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(merchant(), st.integers(min_value=2, max_value=6))
+def test_a_payout_beyond_the_line_cap_becomes_several_deposits_that_add_up(
+    case: tuple[str, list[BalanceTransaction]], cap: int
+) -> None:
+    currency, txns = case
+    payout = payout_for(txns, currency)
+    small = cfg(deposit_max_lines=cap)
+    plan = plan_deposit(payout, txns, small)
+    commands = deposit_commands(plan, small)
+    if len(plan.lines) <= cap:
+        assert len(commands) == 1
+    check_parts(commands, payout, cap)
+    reference = {
+        p["$ref"]["externalId"]
+        for p in deposit_commands(plan, cfg())[0].body.get("payment", {}).get("items", [])
+    }
+    assert {
+        p["$ref"]["externalId"]
+        for c in commands
+        for p in c.body.get("payment", {}).get("items", [])
+    } == reference
+
+
+def test_a_payout_of_25_000_transactions_becomes_three_deposits_under_netsuite_s_cap() -> None:
+    """NetSuite's 10,000 lines per deposit (the default ``deposit_max_lines``)."""
+    rnd = random.Random(25)
+    txns = []
+    for i in range(25_000):
+        refund = i % 7 == 0
+        amount = rnd.randint(100, 90_000) * (-1 if refund else 1)
+        fee = 0 if refund else 30 + amount * 29 // 1000
+        txns.append(
+            BalanceTransaction(
+                id=f"txn_{i:05d}",
+                amount=amount,
+                currency="usd",
+                fee=fee,
+                fee_details=(FeeDetail(fee, "usd", "stripe_fee"),) if fee else (),
+                net=amount - fee,
+                reporting_category="refund" if refund else "charge",
+                type="refund" if refund else "charge",
+                source=f"{'re' if refund else 'ch'}_{i:05d}",
+                created=T0 + timedelta(seconds=i),
+            )
+        )
+    payout = payout_for(txns, "usd")
+    plan = plan_deposit(payout, txns, cfg(), expected=len(txns))
+    assert plan.complete and len(plan.lines) == 25_001  # a line per transaction, one fee line
+    commands = deposit_commands(plan, cfg())
+    assert len(commands) == 3
+    check_parts(commands, payout, 10_000)
+    assert sum(lines_of(c.body) for c in commands) == 25_001 + 3  # and three carry lines

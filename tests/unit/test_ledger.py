@@ -55,15 +55,19 @@ SCENARIOS = [
         credit_note_rate=0.2,
         long_invoice_rate=0.5,
     ),
-    # invoices marked paid outside Stripe, some after a pre-payment credit note (voided or not)
+    # invoices marked paid outside Stripe, some after a pre-payment credit note (voided or
+    # not); one-off charges authorised first and captured later; refunds that fail
     Scenario(
         seed=9,
-        customers=6,
-        months=2,
+        customers=8,
+        months=3,
         credit_note_rate=0.3,
         credit_note_void_rate=0.5,
         failure_rate=0.4,
         out_of_band_rate=0.6,
+        uncaptured_rate=0.9,
+        refund_rate=0.3,
+        refund_failure_rate=0.5,
     ),
 ]
 _HISTORIES: dict[Scenario, History] = {}
@@ -571,3 +575,61 @@ def test_invoices_paid_out_of_band_are_closed_by_a_payment_of_what_no_charge_pai
         if k.startswith("customerPayment/oob_")
         and k.removeprefix("customerPayment/oob_") not in outside
     ]
+
+
+def test_an_authorised_charge_is_a_payment_once_it_is_captured() -> None:
+    """``charge.succeeded`` with ``captured: false`` moves no money: nothing is booked until
+    ``charge.captured``; then the payment is booked, and its deposit is the payout that
+    carries the capture's balance transaction (BEHAVIOR.md, Payments)."""
+    h = history(SCENARIOS[4])
+    captured = [e for e in h.events if e["type"] == "charge.captured"]
+    assert len(captured) >= 2
+    for event in captured:
+        charge_id = event["data"]["object"]["id"]
+        before = [e for e in h.events if e["created"] < event["created"]]
+        authorised = [
+            e
+            for e in before
+            if e["type"] == "charge.succeeded" and e["data"]["object"]["id"] == charge_id
+        ]
+        assert authorised and authorised[0]["data"]["object"]["captured"] is False
+        early = book_history([routed(h, e) for e in before], {}, CFG)
+        assert f"customerPayment/{charge_id}" not in early.commands
+    book = book_history([routed(h, e) for e in h.events], expanded_payout_txns(h), CFG)
+    paid_out = 0
+    for event in captured:
+        charge = h.objects[event["data"]["object"]["id"]]
+        assert f"customerPayment/{charge['id']}" in book.commands
+        txn = charge["balance_transaction"]
+        assert h.balance_transactions[txn]["created"] >= event["created"]  # made at capture
+        payouts = [po for po, txns in h.payout_transactions.items() if txn in txns]
+        if payouts:  # paid out before the history ends
+            paid_out += 1
+            deposit = book.commands[f"deposit/{payouts[0]}"]
+            lines = [p["$ref"]["externalId"] for p in deposit.body["payment"]["items"]]
+            assert charge["id"] in lines
+    assert paid_out >= 1
+
+
+def test_a_refund_that_fails_takes_its_money_back_in_a_later_deposit() -> None:
+    """The credit memo and customer refund stay (the refund's payout deposited it); an
+    unapplied customer payment rf_re_… takes the money back, and the payout that carries the
+    refund_failure transaction deposits that payment (BEHAVIOR.md, Refunds)."""
+    h = history(SCENARIOS[4])
+    failed = [o for o in h.objects.values() if o["object"] == "refund" and o["status"] == "failed"]
+    assert len(failed) >= 2
+    book = book_history([routed(h, e) for e in h.events], expanded_payout_txns(h), CFG)
+    deposited = 0
+    for refund in failed:
+        assert f"customerRefund/{refund['id']}" in book.commands
+        back = book.commands[f"customerPayment/rf_{refund['id']}"]
+        assert "apply" not in back.body  # the customer's credit is open again
+        assert to_minor(Decimal(str(back.body["payment"])), refund["currency"]) == refund["amount"]
+        txn = refund["failure_balance_transaction"]
+        payouts = [po for po, txns in h.payout_transactions.items() if txn in txns]
+        if payouts:
+            deposited += 1
+            lines = book.commands[f"deposit/{payouts[0]}"].body["payment"]["items"]
+            assert f"rf_{refund['id']}" in [p["$ref"]["externalId"] for p in lines]
+    assert deposited >= 1
+    assert book.waiting_deposits == {}

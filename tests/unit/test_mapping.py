@@ -535,6 +535,27 @@ def test_refund_without_invoice_applies_to_the_payment() -> None:
     }
 
 
+def test_a_refund_that_failed_after_it_was_paid_out_is_taken_back_by_a_payment() -> None:
+    paid = invoice([line(4900)], status="paid", amount_paid=4900)
+    failed_at = T0 + timedelta(days=9)
+    failed = refund(
+        status="failed",
+        failure_balance_transaction="txn_back",
+        failure_reason="expired_or_canceled_card",
+        failed_at=failed_at,
+    )
+    cmds = refund_commands(failed, CFG, charge(), paid)
+    kept = [c.key for c in refund_commands(refund(), CFG, charge(), paid)]
+    assert [c.key for c in cmds] == [*kept, "customerPayment/rf_re_1"]
+    back = cmds[-1].body
+    assert back["payment"] == Decimal("49.00") and "apply" not in back
+    assert back["tranDate"] == failed_at.date().isoformat()
+    assert "failed (expired_or_canceled_card)" in back["memo"]
+    assert cmds[-1].order == "invoice/in_1"
+    # failed before any money moved (no refund_failure transaction): nothing at all
+    assert refund_commands(refund(status="failed"), CFG, charge(), paid) == []
+
+
 def test_dispute_is_booked_like_a_refund_under_its_own_ids() -> None:
     dispute = refund(id="dp_1", kind="dispute", amount=4900)
     cmds = refund_commands(dispute, CFG)

@@ -85,6 +85,8 @@ class _Engine:
         self.long_rng = random.Random(f"{scenario.seed}-long")
         self.individual_rng = random.Random(f"{scenario.seed}-individual")  # the same, for those
         self.band_rng = random.Random(f"{scenario.seed}-out-of-band")  # and for these
+        self.capture_rng = random.Random(f"{scenario.seed}-capture")
+        self.refund_failure_rng = random.Random(f"{scenario.seed}-refund-failure")
         self.ids = _Ids(self.rng)
         self.collect = collect
         self.objects: dict[str, Obj] = {}

@@ -82,6 +82,7 @@ class _Payments(_Disputes):
         description: str,
         payment_intent: str,
         succeeded: bool,
+        authorise_only: bool = False,
     ) -> _Charge:
         rng, t = self.rng, self._now
         charge_id = self.ids.long("ch_", t)
@@ -199,32 +200,51 @@ class _Payments(_Disputes):
         }
         settlement, rate_float, rate = self._settlement(currency, t)
         charge = _Charge(self._keep(obj), settlement, rate, rate_float)
-        if succeeded:
-            settled = amount if rate is None else _convert(amount, currency, settlement, rate)
-            fees = [self._fee(_share(settled, _FEE_RATE, settlement), settlement, "stripe_fee")]
-            fees[0]["amount"] += _from_usd(_FEE_FIXED_USD_CENTS, settlement)
-            if rng.random() < _FEE_TAX_SHARE:
-                tax = _share(fees[0]["amount"], _FEE_TAX_RATE, settlement)
-                fees.append(self._fee(tax, settlement, "tax"))
-            if application_fee:
-                converted = (
-                    application_fee
-                    if rate is None
-                    else _convert(application_fee, currency, settlement, rate)
-                )
-                fees.append(self._fee(converted, settlement, "application_fee"))
-            txn = self._balance_transaction(
-                amount=settled,
-                currency=settlement,
-                rate=rate_float,
-                fee_details=fees,
-                source=charge_id,
-                kind="charge",
-                category="charge",
-                description=description,
-            )
-            obj["balance_transaction"] = txn["id"]
+        if succeeded and not authorise_only:
+            self._settle(charge, application_fee)
+        elif authorise_only:
+            # an authorisation to capture later (capture_method=manual): no money moved yet
+            obj.update(captured=False, amount_captured=0)
         return charge
+
+    def _settle(self, charge: _Charge, application_fee: int | None) -> None:
+        """The money of a captured charge lands in the balance: its balance transaction."""
+        rng, obj = self.rng, charge.obj
+        amount, currency, description = obj["amount"], obj["currency"], obj["description"]
+        settlement, rate = charge.settlement, charge.rate
+        rate_float, charge_id = charge.rate_float, obj["id"]
+        settled = amount if rate is None else _convert(amount, currency, settlement, rate)
+        fees = [self._fee(_share(settled, _FEE_RATE, settlement), settlement, "stripe_fee")]
+        fees[0]["amount"] += _from_usd(_FEE_FIXED_USD_CENTS, settlement)
+        if rng.random() < _FEE_TAX_SHARE:
+            tax = _share(fees[0]["amount"], _FEE_TAX_RATE, settlement)
+            fees.append(self._fee(tax, settlement, "tax"))
+        if application_fee:
+            converted = (
+                application_fee
+                if rate is None
+                else _convert(application_fee, currency, settlement, rate)
+            )
+            fees.append(self._fee(converted, settlement, "application_fee"))
+        txn = self._balance_transaction(
+            amount=settled,
+            currency=settlement,
+            rate=rate_float,
+            fee_details=fees,
+            source=charge_id,
+            kind="charge",
+            category="charge",
+            description=description,
+        )
+        obj["balance_transaction"] = txn["id"]
+
+    def _capture(self, charge: _Charge) -> None:
+        """The merchant captures an authorisation (shipped the goods): ``charge.captured``."""
+        obj = charge.obj
+        obj.update(captured=True, amount_captured=obj["amount"])
+        self._settle(charge, obj["application_fee_amount"])
+        self._emit("charge.captured", self._now, obj)
+        self._follow_up(charge)
 
     def _follow_up(self, charge: _Charge) -> None:
         rng, t = self.rng, self._now
@@ -246,14 +266,18 @@ class _Payments(_Disputes):
         else:
             amount = left
         reason = rng.choice(("requested_by_customer", "duplicate", None))
-        self._refund(charge, amount, reason)
+        rate = self.scenario.refund_failure_rate
+        fails = bool(rate) and self.refund_failure_rng.random() < rate
+        self._refund(charge, amount, reason, fails_later=fails)
         if amount < left and may_repeat and rng.random() < 0.35:
             self._at(
                 self._now + self._between(DAY, 10 * DAY),
                 partial(self._refund_later, charge, False),
             )
 
-    def _refund(self, charge: _Charge, amount: int, reason: str | None) -> Obj:
+    def _refund(
+        self, charge: _Charge, amount: int, reason: str | None, fails_later: bool = False
+    ) -> Obj:
         t, obj = self._now, charge.obj
         currency = obj["currency"]
         refund_id = self.ids.long("re_", t)
@@ -311,7 +335,32 @@ class _Payments(_Disputes):
         )
         self._emit("charge.refunded", t, obj, previous)
         self._emit("refund.created", t, refund)
+        if fails_later:
+            later = t + self._between(DAY, 5 * DAY)
+            self._at(later, partial(self._refund_fails, charge, refund, settled))
         return refund
+
+    def _refund_fails(self, charge: _Charge, refund: Obj, settled: int) -> None:
+        """The card cannot take the refund (closed, expired): Stripe marks it failed and puts
+        its money back in the balance, a ``refund_failure`` balance transaction."""
+        t = self._now
+        txn = self._balance_transaction(
+            amount=settled,
+            currency=charge.settlement,
+            rate=charge.rate_float,
+            fee_details=[],
+            source=refund["id"],
+            kind="refund_failure",
+            category="refund_failure",
+            description=f"REFUND FAILURE FOR CHARGE ({charge.obj['description']})",
+        )
+        previous = {"status": refund["status"], "failure_balance_transaction": None}
+        refund.update(
+            status="failed",
+            failure_balance_transaction=txn["id"],
+            failure_reason="expired_or_canceled_card",
+        )
+        self._emit("charge.refund.updated", t, refund, previous)
 
     def _one_off_charge(self, guest: bool) -> None:
         rng, t = self.rng, self._now
@@ -323,6 +372,8 @@ class _Payments(_Disputes):
         amount = _from_usd(rng.randrange(2_000, 90_000), currency)
         description = rng.choice(_ONE_OFF_DESCRIPTIONS).format(n=rng.randrange(1000, 99_999))
         succeeded = rng.random() >= self.scenario.failure_rate
+        rate = self.scenario.uncaptured_rate
+        later = succeeded and bool(rate) and self.capture_rng.random() < rate
         charge = self._charge(
             customer,
             currency,
@@ -331,7 +382,10 @@ class _Payments(_Disputes):
             description=description,
             payment_intent=self.ids.long("pi_", t),
             succeeded=succeeded,
+            authorise_only=later,
         )
         self._emit("charge.succeeded" if succeeded else "charge.failed", t, charge.obj)
-        if succeeded:
+        if later:
+            self._at(t + self._between(HOUR, 3 * DAY), partial(self._capture, charge))
+        elif succeeded:
             self._follow_up(charge)

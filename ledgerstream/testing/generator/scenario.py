@@ -47,6 +47,12 @@ class Scenario:
     # outside Stripe instead (paid_out_of_band: a cheque, a wire): no charge; drawn from a
     # stream of their own, and not at all at 0
     out_of_band_rate: float = 0.0
+    # share of succeeded one-off charges that are only authorised (capture_method=manual) and
+    # captured hours or days later (charge.captured); own stream, not drawn at 0
+    uncaptured_rate: float = 0.0
+    # share of refunds that fail days later (the card was closed): refund_failure balance
+    # transaction, the money back in the balance; own stream, not drawn at 0
+    refund_failure_rate: float = 0.0
 
     def __post_init__(self) -> None:
         if self.customers < 1 or self.months < 1:
@@ -68,6 +74,8 @@ class Scenario:
             self.long_invoice_rate,
             self.individual_rate,
             self.out_of_band_rate,
+            self.uncaptured_rate,
+            self.refund_failure_rate,
         )
         if not all(0.0 <= rate <= 1.0 for rate in rates):
             raise ValueError("rates must lie between 0 and 1")

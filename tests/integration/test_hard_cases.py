@@ -1,11 +1,15 @@
-"""Invoices marked paid outside Stripe are closed in NetSuite, through the whole pipeline.
+"""Invoices paid outside Stripe, and charges captured after their authorisation, through the
+whole pipeline.
 
 A generated history in which the merchant marks some invoices paid out of band (a cheque or a
 wire: ``paid_out_of_band``, no charge), some after a failed card payment and some after a
 pre-payment credit note, voided or not. Each such invoice gets a customer payment ``oob_…``
 applied to it for what no charge paid (BEHAVIOR.md, Invoices), the emulator accepting every
 application (it refuses one beyond an invoice's amount remaining), and nothing is
-dead-lettered.
+dead-lettered. The same history authorises most one-off charges first (``captured: false``)
+and captures them later: each becomes a customer payment in the deposit of the payout that
+carries its capture. Some refunds fail days later: their money comes back through a customer
+payment ``rf_re_…`` that a later payout deposits.
 """
 
 from __future__ import annotations
@@ -24,8 +28,8 @@ from tests.unit.test_ledger import CFG, SCENARIOS
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("local_stack")]
 
 
-def test_invoices_paid_out_of_band_are_closed_by_a_payment(tmp_path: Path) -> None:
-    history = generate(SCENARIOS[4])  # out_of_band_rate 0.6
+def test_invoices_paid_out_of_band_and_charges_captured_later_are_booked(tmp_path: Path) -> None:
+    history = generate(SCENARIOS[4])  # out_of_band_rate 0.6, uncaptured_rate 0.9
     outside = {
         o["id"]: o
         for o in history.objects.values()
@@ -47,3 +51,18 @@ def test_invoices_paid_out_of_band_are_closed_by_a_payment(tmp_path: Path) -> No
             paid = to_minor(Decimal(str(line["amount"])), invoice["currency"])
             assert paid == invoice["amount_due"]
             assert record["undepFunds"] is True  # waits for the bank receipt, in no payout
+    captured = {e["data"]["object"]["id"] for e in history.events if e["type"] == "charge.captured"}
+    assert captured and {("customerPayment", c) for c in captured} <= expected
+    deposited = {
+        str(line["id"])
+        for r in records
+        if r["type"] == "deposit"
+        for line in r.get("payment", {}).get("items", [])
+    }
+    assert any(str(internal[("customerPayment", c)]) in deposited for c in captured)
+    failed = [
+        o["id"]
+        for o in history.objects.values()
+        if o["object"] == "refund" and o["status"] == "failed"
+    ]
+    assert failed and {("customerPayment", f"rf_{r}") for r in failed} <= expected
