@@ -59,6 +59,7 @@ def feed(customers: int) -> list:
                 out_of_band_rate=0.05,
                 uncaptured_rate=0.1,
                 refund_failure_rate=0.02,
+                payout_failure_rate=0.02,
             )
         )
     )

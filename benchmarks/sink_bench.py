@@ -43,6 +43,7 @@ def commands(customers: int) -> list[Command]:
             out_of_band_rate=0.05,
             uncaptured_rate=0.1,
             refund_failure_rate=0.02,
+            payout_failure_rate=0.02,
         )
     )
     stream: list[Command] = []

@@ -334,6 +334,13 @@ def producer_replay(path: str) -> None:
     help="share of refunds that fail days later (the money comes back)",
 )
 @click.option(
+    "--payout-failure-rate",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="share of paid payouts the bank returns days later",
+)
+@click.option(
     "--history",
     "recorded",
     default=None,
@@ -360,6 +367,7 @@ def stripe_double_cmd(
     out_of_band_rate: float,
     uncaptured_rate: float,
     refund_failure_rate: float,
+    payout_failure_rate: float,
     recorded: Path | None,
     save: Path | None,
 ) -> None:
@@ -382,6 +390,7 @@ def stripe_double_cmd(
                 out_of_band_rate=out_of_band_rate,
                 uncaptured_rate=uncaptured_rate,
                 refund_failure_rate=refund_failure_rate,
+                payout_failure_rate=payout_failure_rate,
             )
         )
     if save is not None:

@@ -540,6 +540,11 @@ class AccountingSettings(_Base):
         description="when a payout's transactions do not all match: wait, or post the deposit "
         "with a labelled variance/suspense line",
     )
+    netsuite_payout_failure_account_id: str | None = Field(
+        None,
+        description="account a failed payout's money passes through on its way back into a "
+        "later payout's deposit (nets to zero); unset: the suspense account",
+    )
     deposit_max_lines: int = Field(
         10_000,
         ge=2,

@@ -401,6 +401,8 @@ def _payout(obj: dict[str, Any], event_type: str) -> dict[str, Any]:
         "reconciliation_status": obj.get("reconciliation_status"),
         "arrival_date": _ts(obj.get("arrival_date") or obj.get("created") or 0),
         "balance_transaction": _id(obj.get("balance_transaction")),
+        "failure_balance_transaction": _id(obj.get("failure_balance_transaction")),
+        "failure_code": obj.get("failure_code"),
         "created": _ts(obj.get("created") or 0),
     }
 

@@ -1,7 +1,7 @@
 """Payout contents: every balance transaction a paid payout settled, for the deposit.
 
 A consumer of ``stripe.payout``: when an automatic payout is paid (``payout.paid`` or
-``payout.reconciliation_completed``, or a backfilled paid payout), it lists
+``payout.reconciliation_completed``, or a backfilled paid payout) or failed, it lists
 ``GET /v1/balance_transactions?payout=po_…`` (all pages, sources expanded for the currency
 conversion lines) and publishes one ``stripe.payout_transactions`` record per transaction,
 keyed by payout id, each naming how many the payout has, so the processors can tell when the
@@ -39,7 +39,8 @@ def _transient(exc: BaseException) -> bool:
 
 
 def wants_contents(payout: dict[str, Any]) -> bool:
-    return bool(payout.get("automatic")) and payout.get("status") == "paid"
+    """Paid, or failed (its deposit still takes its transactions out of Undeposited Funds)."""
+    return bool(payout.get("automatic")) and payout.get("status") in ("paid", "failed")
 
 
 def publish_payout_contents(

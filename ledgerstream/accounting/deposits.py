@@ -168,13 +168,14 @@ def plan_deposit(
             payments.append(Line("payment", booked, ids.memo(settled.external_id), settled))
             if booked != t.amount:
                 fx[(t.source_currency or "").upper()] += t.amount - booked
-        elif category == "payout":
-            # another payout's transaction (e.g. a failed payout returning funds)
+        elif category in ("payout", "payout_reversal") or t.type == "payout_failure":
+            # another payout's money back in the balance (it failed): out of the account its
+            # own deposit put it in when it failed (deposit_commands), so it nets to zero
             line = _signed_line(
                 "other",
                 t.amount,
-                f"Stripe payout {t.source or t.id} ({t.id})",
-                cfg.netsuite_other_income_account_id,
+                f"Stripe payout {t.source or t.id} failed, its money back ({t.id})",
+                _payout_failure_account(cfg),
             )
             if line:
                 other.append(line)
@@ -259,6 +260,10 @@ def _booked(t: BalanceTransaction) -> int:
     return magnitude if t.amount >= 0 else -magnitude
 
 
+def _payout_failure_account(cfg: AccountingSettings) -> str:
+    return cfg.netsuite_payout_failure_account_id or cfg.netsuite_suspense_account_id
+
+
 def _fee_account(fee_type: str, cfg: AccountingSettings) -> str:
     accounts = cfg.netsuite_fee_account_ids
     return accounts.get(fee_type) or accounts.get("default") or cfg.netsuite_suspense_account_id
@@ -284,7 +289,24 @@ def deposit_commands(plan: DepositPlan, cfg: AccountingSettings) -> list[Command
         if variance:
             lines.append(variance)
         notes.append("POSTED WITH VARIANCE: " + "; ".join(plan.problems))
-    if sum(line.signed for line in lines) != payout.amount:  # pragma: no cover - invariant
+    deposited = payout.amount
+    if payout.status == "failed":
+        # the money never reached the bank and is back in the Stripe balance: the deposit
+        # keeps its lines (its payments leave Undeposited Funds) and one line moves the whole
+        # amount to the payout-failure account, which the later payout that carries the
+        # payout_failure transaction takes it back from; the bank gets nothing
+        failed = _signed_line(
+            "cashback",
+            payout.amount,
+            f"Stripe payout {payout.id} failed ({payout.failure_code or 'no reason given'}): "
+            "its money went back to the Stripe balance",
+            _payout_failure_account(cfg),
+        )
+        if failed:
+            lines.append(failed)
+        notes.append("FAILED: deposited again by a later payout")
+        deposited = 0
+    if sum(line.signed for line in lines) != deposited:  # pragma: no cover - invariant
         raise AssertionError(f"deposit {payout.id} does not balance")
     parts = _split(lines, payout, cfg)
     if len(parts) > 1:

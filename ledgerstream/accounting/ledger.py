@@ -514,7 +514,8 @@ class Ledger:
                 else Outcome()
             )
         payout = Payout.from_record(thaw(rec))
-        if not (payout.automatic and payout.status == "paid"):
+        # a failed payout's deposit moves its money to the payout-failure account (deposits)
+        if not (payout.automatic and payout.status in ("paid", "failed")):
             return Outcome(ready={payout_id})
         raw = [
             thaw(self.payout_txns[f"{payout_id}/{txn_id}"])

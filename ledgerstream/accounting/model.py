@@ -439,6 +439,7 @@ class Payout:
     arrival_date: datetime
     created: datetime
     balance_transaction: str | None = None
+    failure_code: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
     event_id: str | None = None
 
@@ -453,6 +454,7 @@ class Payout:
             arrival_date=rec["arrival_date"],
             created=rec["created"],
             balance_transaction=rec.get("balance_transaction"),
+            failure_code=rec.get("failure_code"),
             metadata=dict(rec.get("metadata") or {}),
             event_id=rec.get("event_id"),
         )

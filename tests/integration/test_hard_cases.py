@@ -9,7 +9,9 @@ application (it refuses one beyond an invoice's amount remaining), and nothing i
 dead-lettered. The same history authorises most one-off charges first (``captured: false``)
 and captures them later: each becomes a customer payment in the deposit of the payout that
 carries its capture. Some refunds fail days later: their money comes back through a customer
-payment ``rf_re_…`` that a later payout deposits.
+payment ``rf_re_…`` that a later payout deposits, and some payouts are returned by the bank:
+their deposits send nothing to the bank, and the payout that pays the money out again takes it
+back (the emulator accepts every deposit: none negative, no payment in two).
 """
 
 from __future__ import annotations
@@ -66,3 +68,16 @@ def test_invoices_paid_out_of_band_and_charges_captured_later_are_booked(tmp_pat
         if o["object"] == "refund" and o["status"] == "failed"
     ]
     assert failed and {("customerPayment", f"rf_{r}") for r in failed} <= expected
+    returned = [
+        o for o in history.objects.values() if o["object"] == "payout" and o["status"] == "failed"
+    ]
+    assert returned
+    deposits = {r["externalId"]: r for r in records if r["type"] == "deposit"}
+    for payout in returned:
+        body = deposits[payout["id"]]
+        total = (
+            sum(Decimal(str(p["paymentAmount"])) for p in body.get("payment", {}).get("items", []))
+            + sum(Decimal(str(o["amount"])) for o in body.get("other", {}).get("items", []))
+            - sum(Decimal(str(c["amount"])) for c in body.get("cashback", {}).get("items", []))
+        )
+        assert total == 0  # nothing reached the bank

@@ -56,7 +56,8 @@ SCENARIOS = [
         long_invoice_rate=0.5,
     ),
     # invoices marked paid outside Stripe, some after a pre-payment credit note (voided or
-    # not); one-off charges authorised first and captured later; refunds that fail
+    # not); one-off charges authorised first and captured later; refunds and payouts that
+    # fail
     Scenario(
         seed=9,
         customers=8,
@@ -68,6 +69,7 @@ SCENARIOS = [
         uncaptured_rate=0.9,
         refund_rate=0.3,
         refund_failure_rate=0.5,
+        payout_failure_rate=0.3,
     ),
 ]
 _HISTORIES: dict[Scenario, History] = {}
@@ -633,3 +635,45 @@ def test_a_refund_that_fails_takes_its_money_back_in_a_later_deposit() -> None:
             assert f"rf_{refund['id']}" in [p["$ref"]["externalId"] for p in lines]
     assert deposited >= 1
     assert book.waiting_deposits == {}
+
+
+def test_a_failed_payout_s_money_is_deposited_once_by_the_payout_that_returns_it() -> None:
+    """The failed payout's deposit sends nothing to the bank (its lines, then one line moving
+    its whole amount to the payout-failure account); the later payout that carries its
+    payout_failure transaction takes that amount back from the same account (BEHAVIOR.md,
+    Deposits). Before, the failed deposit stayed in the bank and the returned money was
+    booked again as other income: the money appeared twice."""
+    h = history(SCENARIOS[4])
+    failed = [o for o in h.objects.values() if o["object"] == "payout" and o["status"] == "failed"]
+    assert failed
+    book = book_history([routed(h, e) for e in h.events], expanded_payout_txns(h), CFG)
+    account = {"id": CFG.netsuite_suspense_account_id}  # no payout-failure account set
+    returned = 0
+    for payout in failed:
+        body = book.commands[f"deposit/{payout['id']}"].body
+        moved = [c for c in body["cashback"]["items"] if "failed" in c["memo"]]
+        assert [c["account"] for c in moved] == [account]
+        assert to_minor(Decimal(str(moved[0]["amount"])), payout["currency"]) == payout["amount"]
+        assert deposit_total(body, payout["currency"]) == 0  # nothing reached the bank
+        txn = payout["failure_balance_transaction"]
+        later = [po for po, txns in h.payout_transactions.items() if txn in txns]
+        if later:
+            returned += 1
+            back = book.commands[f"deposit/{later[0]}"].body
+            lines = [o for o in back["other"]["items"] if payout["id"] in o["memo"]]
+            assert [o["account"] for o in lines] == [account]
+            amount = to_minor(Decimal(str(lines[0]["amount"])), payout["currency"])
+            assert amount == payout["amount"]
+    assert returned >= 1
+    assert book.waiting_deposits == {}
+
+
+def deposit_total(body: dict[str, Any], currency: str) -> int:
+    def minor(value: Any) -> int:
+        return to_minor(Decimal(str(value)), currency)
+
+    return (
+        sum(minor(p["paymentAmount"]) for p in body.get("payment", {}).get("items", []))
+        + sum(minor(o["amount"]) for o in body.get("other", {}).get("items", []))
+        - sum(minor(c["amount"]) for c in body.get("cashback", {}).get("items", []))
+    )

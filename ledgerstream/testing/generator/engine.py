@@ -87,6 +87,7 @@ class _Engine:
         self.band_rng = random.Random(f"{scenario.seed}-out-of-band")  # and for these
         self.capture_rng = random.Random(f"{scenario.seed}-capture")
         self.refund_failure_rng = random.Random(f"{scenario.seed}-refund-failure")
+        self.payout_failure_rng = random.Random(f"{scenario.seed}-payout-failure")
         self.ids = _Ids(self.rng)
         self.collect = collect
         self.objects: dict[str, Obj] = {}

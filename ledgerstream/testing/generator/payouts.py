@@ -172,7 +172,33 @@ class _Payouts(_Engine):
     def _payout_paid(self, payout: Obj) -> None:
         payout["status"] = "paid"
         self._emit("payout.paid", self._now, payout)
+        rate = self.scenario.payout_failure_rate
+        if rate and self.payout_failure_rng.random() < rate:
+            self._at(self._now + self._between(DAY, 3 * DAY), partial(self._payout_fails, payout))
+            return
         self._at(self._now + self._between(60, HOUR), partial(self._payout_reconciled, payout))
+
+    def _payout_fails(self, payout: Obj) -> None:
+        """The bank returns the payout (account closed): ``payout.failed``, and a
+        ``payout_failure`` balance transaction puts the money back in the balance, to be paid
+        out again with a later payout."""
+        txn = self._balance_transaction(
+            amount=payout["amount"],
+            currency=payout["currency"],
+            rate=None,
+            fee_details=[],
+            source=payout["id"],
+            kind="payout_failure",
+            category="payout_reversal",
+            description="STRIPE PAYOUT FAILURE",
+        )
+        payout.update(
+            status="failed",
+            failure_balance_transaction=txn["id"],
+            failure_code="account_closed",
+            failure_message="The bank account has been closed.",
+        )
+        self._emit("payout.failed", self._now, payout)
 
     def _payout_reconciled(self, payout: Obj) -> None:
         payout["reconciliation_status"] = "completed"

@@ -53,6 +53,9 @@ class Scenario:
     # share of refunds that fail days later (the card was closed): refund_failure balance
     # transaction, the money back in the balance; own stream, not drawn at 0
     refund_failure_rate: float = 0.0
+    # share of paid payouts the bank returns days later (payout.failed, a payout_failure
+    # balance transaction paid out again later); own stream, not drawn at 0
+    payout_failure_rate: float = 0.0
 
     def __post_init__(self) -> None:
         if self.customers < 1 or self.months < 1:
@@ -76,6 +79,7 @@ class Scenario:
             self.out_of_band_rate,
             self.uncaptured_rate,
             self.refund_failure_rate,
+            self.payout_failure_rate,
         )
         if not all(0.0 <= rate <= 1.0 for rate in rates):
             raise ValueError("rates must lie between 0 and 1")
