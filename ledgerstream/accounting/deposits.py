@@ -33,7 +33,7 @@ from typing import Any
 from ledgerstream.accounting import ids
 from ledgerstream.accounting.mapping import UnmappedError, currency_ref, tran_date
 from ledgerstream.accounting.model import BalanceTransaction, Payout
-from ledgerstream.commands import Command, ref
+from ledgerstream.commands import Command, canonical_json, find_refs, ref
 from ledgerstream.money import convert, to_netsuite
 from ledgerstream.settings import AccountingSettings
 
@@ -343,8 +343,15 @@ def deposit_commands(plan: DepositPlan, cfg: AccountingSettings) -> list[Command
     return commands
 
 
+# A command is one Kafka message, and Kafka refuses messages over 1 MiB unless its broker and
+# topics are configured otherwise (message.max.bytes, max.message.bytes): a deposit command
+# stays below this many bytes of body and references, leaving room for the rest.
+MAX_COMMAND_BYTES = 900_000
+
+
 def _split(lines: list[Line], payout: Payout, cfg: AccountingSettings) -> list[list[Line]]:
-    """The lines as deposits of at most ``deposit_max_lines`` lines each (NetSuite's cap).
+    """The lines as deposits of at most ``deposit_max_lines`` lines each (NetSuite's cap),
+    each small enough for one Kafka message (``MAX_COMMAND_BYTES``).
 
     One deposit when they fit. Otherwise the first, ``po_…``, takes the payout's amount, so
     the bank statement's one payout line still matches one deposit, and each further part
@@ -352,6 +359,25 @@ def _split(lines: list[Line], payout: Payout, cfg: AccountingSettings) -> list[l
     a line on the suspense account, which the first part's counter-line cancels (the suspense
     account nets to zero over the payout)."""
     cap = cfg.deposit_max_lines
+    while True:
+        parts = _parts(lines, payout, cfg, cap)
+        largest = max(_encoded_size(part, payout.currency) for part in parts)
+        if largest <= MAX_COMMAND_BYTES or cap <= 2:
+            return parts
+        cap = max(2, min(cap - 1, cap * MAX_COMMAND_BYTES // largest * 9 // 10))
+
+
+def _encoded_size(lines: list[Line], cur: str) -> int:
+    """About what a deposit of these lines weighs as a command: its body and, once more, the
+    records it refers to (the command lists them)."""
+    body = _sublists(lines, cur)
+    refs = sum(len(t) + len(e) + 4 for t, e in find_refs(body))
+    return len(canonical_json(body)) + refs
+
+
+def _parts(
+    lines: list[Line], payout: Payout, cfg: AccountingSettings, cap: int
+) -> list[list[Line]]:
     if len(lines) <= cap:
         return [lines]
     size = cap - 1  # room for the carry line

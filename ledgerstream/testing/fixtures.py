@@ -99,7 +99,7 @@ def slice_events(seed: str = "demo", start: int = 1_763_600_000) -> list[dict[st
         "type": "subscription",
         "unit_amount_excluding_tax": "4900",
     }
-    invoice = {
+    invoice: dict[str, Any] = {
         "id": inv,
         "object": "invoice",
         "account_country": "US",
@@ -208,10 +208,25 @@ def slice_events(seed: str = "demo", start: int = 1_763_600_000) -> list[dict[st
         },
         "status": "succeeded",
     }
+    # the charge paid the invoice: Stripe marks it paid right after (a charge on an invoice is
+    # booked once the invoice is paid, see BEHAVIOR.md, Payments)
+    transitions: dict[str, Any] = dict(invoice["status_transitions"])
+    paid = {
+        **invoice,
+        "amount_paid": 4900,
+        "amount_remaining": 0,
+        "attempt_count": 1,
+        "attempted": True,
+        "charge": ch,
+        "paid": True,
+        "status": "paid",
+        "status_transitions": {**transitions, "paid_at": start + 31},
+    }
     return [
         _event(seed, 1, "customer.created", start, customer),
         _event(seed, 2, "invoice.finalized", start + 20, invoice),
         _event(seed, 3, "charge.succeeded", start + 30, charge),
+        _event(seed, 4, "invoice.paid", start + 31, paid),
     ]
 
 

@@ -52,7 +52,7 @@ def mock_registry() -> SchemaRegistryClient:
     return SchemaRegistryClient.new_client({"url": "mock://contract"})
 
 
-@pytest.mark.parametrize("index", [0, 1, 2])
+@pytest.mark.parametrize("index", [0, 1, 2, 3])
 def test_stripe_records_round_trip(index: int, mock_registry: SchemaRegistryClient) -> None:
     event = slice_events("contract")[index]
     spec = route(event["type"])

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import io
 import json
 import random
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
+import fastavro
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from ledgerstream.accounting import UnmappedError, deposit_commands, plan_deposit
-from ledgerstream.accounting.deposits import Settled
+from ledgerstream.accounting.deposits import MAX_COMMAND_BYTES, Settled
 from ledgerstream.accounting.model import BalanceTransaction, FeeDetail, Payout
 from ledgerstream.money import step, to_minor
 from ledgerstream.settings import AccountingSettings
@@ -363,8 +366,10 @@ def test_a_payout_beyond_the_line_cap_becomes_several_deposits_that_add_up(
     } == reference
 
 
-def test_a_payout_of_25_000_transactions_becomes_three_deposits_under_netsuite_s_cap() -> None:
-    """NetSuite's 10,000 lines per deposit (the default ``deposit_max_lines``)."""
+def test_a_payout_of_25_000_transactions_becomes_deposits_under_both_caps() -> None:
+    """NetSuite's 10,000 lines per deposit (the default ``deposit_max_lines``), and Kafka's
+    1 MiB per message: 10,000 payment lines with their references weigh more than that, so
+    the parts are smaller."""
     rnd = random.Random(25)
     txns = []
     for i in range(25_000):
@@ -389,6 +394,11 @@ def test_a_payout_of_25_000_transactions_becomes_three_deposits_under_netsuite_s
     plan = plan_deposit(payout, txns, cfg(), expected=len(txns))
     assert plan.complete and len(plan.lines) == 25_001  # a line per transaction, one fee line
     commands = deposit_commands(plan, cfg())
-    assert len(commands) == 3
+    assert len(commands) >= 3
     check_parts(commands, payout, 10_000)
-    assert sum(lines_of(c.body) for c in commands) == 25_001 + 3  # and three carry lines
+    assert sum(lines_of(c.body) for c in commands) == 25_001 + len(commands)  # + carry lines
+    schema = fastavro.parse_schema(json.loads(Path("schemas/netsuite_command.avsc").read_text()))
+    for command in commands:  # each as the processor sends it: one Avro message under 1 MiB
+        encoded = io.BytesIO()
+        fastavro.schemaless_writer(encoded, schema, command.to_avro())
+        assert len(encoded.getvalue()) <= MAX_COMMAND_BYTES + 1_000

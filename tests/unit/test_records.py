@@ -22,7 +22,7 @@ def test_routing() -> None:
 
 
 def test_receivables_are_keyed_by_customer() -> None:
-    customer, invoice, charge = slice_events("k")
+    customer, invoice, charge, _ = slice_events("k")
     cus = customer["data"]["object"]["id"]
     assert key_for(topics.STRIPE_CUSTOMER, customer["data"]["object"]) == cus
     assert key_for(topics.STRIPE_INVOICE, invoice["data"]["object"]) == cus
@@ -32,7 +32,7 @@ def test_receivables_are_keyed_by_customer() -> None:
 
 
 def test_records_carry_typed_fields_and_the_original_object() -> None:
-    _, invoice, charge = slice_events("r")
+    _, invoice, charge, _ = slice_events("r")
     rec = to_record(topics.STRIPE_INVOICE, invoice)
     assert rec["event_id"] == invoice["id"]
     assert rec["total"] == 4900 and rec["currency"] == "usd"
@@ -68,7 +68,7 @@ def test_not_an_event(payload: object) -> None:
 
 
 def test_unreadable_object_is_a_bad_event() -> None:
-    _, invoice, _ = slice_events("b")
+    _, invoice, _, _ = slice_events("b")
     del invoice["data"]["object"]["currency"]
     with pytest.raises(BadEvent):
         to_record(topics.STRIPE_INVOICE, invoice)
