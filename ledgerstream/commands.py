@@ -89,6 +89,9 @@ class Command:
     # ``invoice/<id>``, because what one applies to the invoice limits what the next may
     # (NetSuite refuses a payment beyond the invoice's amount remaining); None: the record alone
     order: str | None = field(default=None, compare=False)
+    # deposits: where a payment line goes when the record it deposits is never written (the
+    # sink posts the deposit with it there after its dependency timeout; see ``on_suspense``)
+    suspense_account: str | None = field(default=None, compare=False)
 
     @property
     def key(self) -> str:
@@ -137,6 +140,7 @@ class Command:
             "metadata_key": self.metadata_key,
             "source_event_ids": list(self.source_event_ids),
             "order_key": self.order,
+            "suspense_account_id": self.suspense_account,
         }
 
     @classmethod
@@ -154,4 +158,5 @@ class Command:
             source_event_ids=tuple(rec.get("source_event_ids") or ()),
             operation=rec.get("operation", "upsert"),
             order=rec.get("order_key"),
+            suspense_account=rec.get("suspense_account_id"),
         )

@@ -536,9 +536,11 @@ class AccountingSettings(_Base):
         "wait to be deposited with the bank receipt",
     )
     deposit_variance_policy: Literal["wait", "post"] = Field(
-        "wait",
-        description="when a payout's transactions do not all match: wait, or post the deposit "
-        "with a labelled variance/suspense line",
+        "post",
+        description="when a payout's transactions are still incomplete or do not add up after "
+        "LEDGER_PROCESSOR_WAIT_S: post the deposit with a labelled variance line on the "
+        "suspense account (completed by upsert when the rest arrives), or wait (it stays "
+        "unposted and is reported on the payout topic's .dlq)",
     )
     netsuite_payout_failure_account_id: str | None = Field(
         None,

@@ -54,6 +54,7 @@ from tenacity import (
 )
 
 from ledgerstream import settings, topics
+from ledgerstream.accounting.deposits import on_suspense
 from ledgerstream.avro import Serde
 from ledgerstream.bootstrap import Bootstrap
 from ledgerstream.commands import Command, canonical_json, resolve_refs, sublists
@@ -168,13 +169,17 @@ class BackrefIndex:
 
 @dataclass
 class Pending:
-    msg: Message
+    msg: Message | None  # None: a rewrite of a deposit already written (no offset of its own)
     cmd: Command
     since: float = field(default_factory=time.monotonic)
 
     @property
-    def tp(self) -> tuple[str, int]:
-        return where(self.msg)[:2]
+    def tp(self) -> tuple[str, int] | None:
+        return where(self.msg)[:2] if self.msg is not None else None
+
+    @property
+    def rewrite(self) -> bool:
+        return self.msg is None
 
 
 @dataclass
@@ -182,6 +187,8 @@ class Outcome:
     item: Pending
     internal_id: str | None = None
     error: BaseException | None = None
+    # the records a deposit was written without (their payment lines on suspense)
+    suspended: tuple[tuple[str, str], ...] = ()
 
 
 class NetSuiteSink(Stage):
@@ -215,6 +222,11 @@ class NetSuiteSink(Stage):
         self.in_flight: dict[str, Pending] = {}  # command key -> the write under way
         self.waiting_on: dict[tuple[str, str], set[str]] = defaultdict(set)  # dep -> keys
         self.blocked: set[str] = set()  # keys whose head waits for a dependency
+        # deposits written with records on suspense: their command, the records missing, and
+        # for each such record the deposits to rewrite once it is written (this process only:
+        # after a restart, replaying the deposit's command rewrites it; see BEHAVIOR.md)
+        self.suspended: dict[str, tuple[Command, frozenset[tuple[str, str]]]] = {}
+        self.rewrite_on: dict[tuple[str, str], set[str]] = defaultdict(set)
         self.pending = 0  # commands read and not yet done
         self.written = 0
         self.requests = 0  # NetSuite requests sent (retries included)
@@ -291,6 +303,9 @@ class NetSuiteSink(Stage):
             raise ValueError("not a NetSuite record: the body must be a JSON object, with a type")
         self.pending += 1
         line = self.queues.setdefault(cmd.order_key, deque())
+        # a newer version of a deposit supersedes a rewrite of the older one still queued
+        for stale in [p for p in line if p.rewrite and p.cmd.key == cmd.key]:
+            line.remove(stale)
         line.append(Pending(msg, cmd))
         if cmd.order_key not in self.in_flight:  # it may pass earlier ones that wait
             self._advance(cmd.order_key)
@@ -302,7 +317,9 @@ class NetSuiteSink(Stage):
         (an invoice's credit memo may be sent before the invoice itself: it waits for it, and
         the invoice behind it must not wait for the memo); every command that applies to an
         invoice refers to it, so none of those passes another while the invoice is missing.
-        A command waiting longer than the dependency timeout is dead-lettered."""
+        A command waiting longer than the dependency timeout is dead-lettered, except a
+        deposit: it is written with the payment lines of the missing records on suspense
+        (``on_suspense``), and rewritten when they are written. A rewrite does not wait."""
         line = self.queues.get(key)
         if self.stopping.is_set():
             return
@@ -320,7 +337,7 @@ class NetSuiteSink(Stage):
                 if first is None:
                     chosen = item
                     break
-                if now - item.since > self.cfg.sink_dependency_timeout_s:
+                if item.rewrite or now - item.since > self.cfg.sink_dependency_timeout_s:
                     missing = [d for d in item.cmd.depends_on if d not in self.index.ids]
                     expired = (item, missing)
                     break
@@ -329,6 +346,13 @@ class NetSuiteSink(Stage):
             if expired is not None:
                 item, missing = expired
                 line.remove(item)
+                body = self._on_suspense(item, missing)
+                if body is not None:
+                    self._start(key, item, body, tuple(missing))
+                    return
+                if item.msg is None:  # a rewrite: the deposit stays as it was written
+                    log.error("cannot rewrite %s: %s not written", item.cmd.key, missing)
+                    continue
                 self.pending -= 1
                 self._dead_letter(
                     item.msg,
@@ -344,17 +368,60 @@ class NetSuiteSink(Stage):
                 return
             self.blocked.discard(key)
             line.remove(chosen)
-            body = resolve_refs(chosen.cmd.body, self.index.ids)
-            self.in_flight[key] = chosen
-            self.pool.submit(self._write_task, chosen, canonical_json(body), sublists(body))
+            self._start(key, chosen, chosen.cmd.body)
             return
         if line is not None and not line and key not in self.in_flight:
             del self.queues[key]
             self.blocked.discard(key)
 
+    def _start(
+        self,
+        key: str,
+        item: Pending,
+        body: dict[str, Any],
+        suspended: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        self.blocked.discard(key)
+        resolved = resolve_refs(body, self.index.ids)
+        self.in_flight[key] = item
+        self.pool.submit(
+            self._write_task, item, canonical_json(resolved), sublists(resolved), suspended
+        )
+
+    def _on_suspense(self, item: Pending, missing: list[tuple[str, str]]) -> dict[str, Any] | None:
+        """The body of a deposit whose wait ended, its missing records' lines on suspense."""
+        cmd = item.cmd
+        if cmd.record_type != "deposit" or not cmd.suspense_account:
+            return None
+        body = on_suspense(cmd.body, missing, cmd.suspense_account)
+        if body is not None and missing:
+            log.warning(
+                "%s %s: %d record(s) still not written after %.0fs, their lines go to suspense "
+                "account %s until they are: %s",
+                cmd.record_type,
+                cmd.external_id,
+                len(missing),
+                self.cfg.sink_dependency_timeout_s,
+                cmd.suspense_account,
+                ", ".join(f"{t}/{e}" for t, e in missing[:10]),
+            )
+        return body
+
     def _wake(self, dep: tuple[str, str]) -> None:
         for key in self.waiting_on.pop(dep, ()):
             self._advance(key)
+        for record in self.rewrite_on.pop(dep, ()):
+            entry = self.suspended.get(record)
+            if entry is None or dep not in entry[1]:
+                continue  # written since without it missing
+            cmd = entry[0]
+            line = self.queues.setdefault(cmd.order_key, deque())
+            if any(p.cmd.key == cmd.key for p in line):
+                continue  # a version of it is queued already, and will be written
+            log.info("%s now written: rewriting %s %s", dep[1], cmd.record_type, cmd.external_id)
+            line.append(Pending(None, cmd))
+            if cmd.order_key not in self.in_flight:
+                self._advance(cmd.order_key)
 
     def _sweep_blocked(self) -> None:
         """Dead-letter heads that waited too long for their references."""
@@ -366,7 +433,13 @@ class NetSuiteSink(Stage):
                 self._advance(key)
 
     # ----------------------------------------------------------------- writer threads
-    def _write_task(self, item: Pending, body_json: str, replace: list[str]) -> None:
+    def _write_task(
+        self,
+        item: Pending,
+        body_json: str,
+        replace: list[str],
+        suspended: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         cmd = item.cmd
         retrying = Retrying(
             retry=retry_if_exception(_transient),
@@ -381,7 +454,7 @@ class NetSuiteSink(Stage):
                     if self.stopping.is_set():
                         raise InterruptedError("sink stopping")
                     internal_id = self._request(cmd, body_json, replace)
-            self.results.put(Outcome(item, internal_id=internal_id))
+            self.results.put(Outcome(item, internal_id=internal_id, suspended=suspended))
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
             self.results.put(Outcome(item, error=exc))
 
@@ -506,18 +579,39 @@ class NetSuiteSink(Stage):
             return  # stopping: stays unwritten and uncommitted
         if isinstance(exc, CredentialsRefused | NetSuiteAuthError):
             raise FatalSinkError(str(exc)) from exc
-        self.pending -= 1
+        if item.msg is not None:
+            self.pending -= 1
         if exc is None:
             assert outcome.internal_id is not None
+            self._note_suspended(item.cmd, outcome.suspended)
             self._backref(item.cmd, outcome.internal_id)
-            self._done(item.msg)
+            if item.msg is not None:
+                self._done(item.msg)
             self.written += 1
+        elif item.msg is None:
+            # a rewrite NetSuite refused: the deposit stays as written, on suspense
+            log.error("rewriting %s %s failed: %s", item.cmd.record_type, item.cmd.key, exc)
         else:
             details = exc.details if isinstance(exc, NetSuiteResponseError) else None
             self._dead_letter(item.msg, exc, details=details)
         self._advance(key)
         if exc is None:
             self._wake((item.cmd.record_type, item.cmd.external_id))
+
+    def _note_suspended(self, cmd: Command, suspended: tuple[tuple[str, str], ...]) -> None:
+        """Remember a deposit written with records on suspense, to rewrite it when they are
+        written; one written whole is forgotten (a newer version supersedes the older)."""
+        if not suspended:
+            self.suspended.pop(cmd.key, None)
+            return
+        self.suspended[cmd.key] = (cmd, frozenset(suspended))
+        for dep in suspended:
+            self.rewrite_on[dep].add(cmd.key)
+        # written in between (the deposit's write was under way): rewrite at once
+        for dep in suspended:
+            if dep in self.index.ids:
+                self._wake(dep)
+                break
 
     # ----------------------------------------------------------------- outputs
     def _backref(self, cmd: Command, internal_id: str) -> None:
@@ -551,10 +645,16 @@ class NetSuiteSink(Stage):
         revoked = partitions
         for key in list(self.queues):
             line = self.queues[key]
-            kept = deque(p for p in line if p.tp not in revoked or self.in_flight.get(key) is p)
+            kept = deque(
+                p
+                for p in line
+                if p.tp is None or p.tp not in revoked or self.in_flight.get(key) is p
+            )
             self.pending -= len(line) - len(kept)
             self.queues[key] = kept
-        while not self.stopping.is_set() and any(p.tp in revoked for p in self.in_flight.values()):
+        while not self.stopping.is_set() and any(
+            p.tp is not None and p.tp in revoked for p in self.in_flight.values()
+        ):
             self._collect(timeout=0.1)
         for key in list(self.queues):
             if not self.queues[key]:

@@ -338,9 +338,57 @@ def deposit_commands(plan: DepositPlan, cfg: AccountingSettings) -> list[Command
                 payout.id,
                 "netsuite_deposit_id" if first else None,
                 (payout.event_id,) if payout.event_id else (),
+                suspense_account=cfg.netsuite_suspense_account_id,
             )
         )
     return commands
+
+
+def on_suspense(
+    body: dict[str, Any], missing: Iterable[tuple[str, str]], account: str
+) -> dict[str, Any] | None:
+    """A deposit body with the payment lines of the ``missing`` records moved to ``account``.
+
+    For a deposit whose records NetSuite still does not hold when the sink's wait ends (a
+    source blocked through its customer or invoice, a second payment skipped on a paid
+    invoice, a record dead-lettered or never sent): each such payment line becomes an
+    ``other`` line (a payment) or a ``cashback`` line (a refund) of the same amount on the
+    suspense account, labelled with the Stripe id, so the deposit still equals the payout and
+    posts. None when a missing record is not one of its payment lines (nothing to move it to).
+    """
+    gone = set(missing)
+    payment = body.get("payment", {}).get("items", [])
+    kept: list[dict[str, Any]] = []
+    moved: dict[str, list[dict[str, Any]]] = {"other": [], "cashback": []}
+    found: set[tuple[str, str]] = set()
+    for item in payment:
+        target = find_refs({"$ref": item["$ref"]})[0] if "$ref" in item else None
+        if target not in gone:
+            kept.append(item)
+            continue
+        assert target is not None
+        found.add(target)
+        amount = Decimal(item["paymentAmount"])
+        moved["other" if amount >= 0 else "cashback"].append(
+            {
+                "account": {"id": account},
+                "amount": abs(amount),
+                "memo": f"Stripe {target[1]}: no NetSuite {target[0]}, on suspense until written",
+            }
+        )
+    if found != gone:
+        return None
+    out = {k: v for k, v in body.items() if k != "payment"}
+    if kept:
+        out["payment"] = {"items": kept}
+    for sublist, lines in moved.items():
+        if lines:
+            out[sublist] = {"items": [*(body.get(sublist) or {}).get("items", []), *lines]}
+    named = sorted(e for _, e in gone)
+    more = f" and {len(named) - 10} more" if len(named) > 10 else ""
+    note = f"ON SUSPENSE until written: {', '.join(named[:10])}{more}"
+    out["memo"] = f"{body.get('memo') or ''} {note}".strip()[:999]
+    return out
 
 
 # A command is one Kafka message, and Kafka refuses messages over 1 MiB unless its broker and

@@ -34,12 +34,26 @@ class UnmappedError(ValueError):
 
 
 # --------------------------------------------------------------------------- shared pieces
-def synced(metadata: Any, cfg: AccountingSettings) -> bool:
-    """Whether the control metadata lets an object through."""
-    controls = Controls.of(metadata)
-    if controls.blocked and not controls.allowed:
-        return False
-    return cfg.sync_mode == "all" or controls.allowed
+def synced(metadata: Any, cfg: AccountingSettings, *parents: Any) -> bool:
+    """Whether the control metadata lets an object through.
+
+    ``parents``: the metadata of the objects it belongs to, nearest first (a charge's invoice,
+    then its customer). The nearest object that says anything decides: blocking a customer
+    blocks its invoices, charges, refunds, disputes and credit notes, and
+    ``netsuite_allow_integration`` on one of them lets that one through again (in
+    ``sync_mode=opt_in``, allowing a customer opts in what belongs to it)."""
+    for md in (metadata, *parents):
+        controls = Controls.of(md)
+        if controls.allowed:
+            return True
+        if controls.blocked:
+            return False
+    return cfg.sync_mode == "all"
+
+
+def _md(obj: Customer | Invoice | Charge | None) -> Any:
+    """An object's metadata, for ``synced``'s parents (none when the object is unknown)."""
+    return obj.metadata if obj is not None else None
 
 
 def currency_ref(code: str, cfg: AccountingSettings) -> dict[str, str]:
@@ -346,7 +360,7 @@ def invoice_commands(
     void and uncollectible invoices are then closed by ``closing_commands`` (unless ``close``
     is false: the ledger holds the closing back while a credit note's void is on its way).
     """
-    if invoice.status == "draft" or not synced(invoice.metadata, cfg):
+    if invoice.status == "draft" or not synced(invoice.metadata, cfg, _md(customer)):
         return []
     if (
         not cfg.sync_zero_invoices
@@ -439,7 +453,7 @@ def out_of_band_commands(
     or a credit memo ``cm_oob_…`` applied to it."""
     if not (invoice.status == "paid" and invoice.paid_out_of_band) or amount <= 0:
         return []
-    if not synced(invoice.metadata, cfg):
+    if not synced(invoice.metadata, cfg, _md(customer)):
         return []
     who, _ = customer_ref(invoice.customer, customer, cfg)
     day, note = tran_date(invoice.paid_at or invoice.finalized_at or invoice.created, cfg)
@@ -503,7 +517,9 @@ def closing_commands(
     invoice: Invoice, cfg: AccountingSettings, customer: Customer | None = None
 ) -> list[Command]:
     """Close a voided or uncollectible invoice with a credit memo applied to it."""
-    if invoice.status not in ("void", "uncollectible") or not synced(invoice.metadata, cfg):
+    if invoice.status not in ("void", "uncollectible") or not synced(
+        invoice.metadata, cfg, _md(customer)
+    ):
         return []
     if invoice.status == "uncollectible" and cfg.keep_unpaid_invoices_open:
         return []
@@ -575,7 +591,7 @@ def payment_commands(
     ``applied_elsewhere``: what other payments already applied to that invoice (minor units);
     a payment that would overpay it is skipped, or posted unapplied when allowed.
     """
-    if not charge.succeeded or not synced(charge.metadata, cfg):
+    if not charge.succeeded or not synced(charge.metadata, cfg, _md(invoice), _md(customer)):
         return []
     amount = charge.paid
     who, needs = customer_ref(charge.customer, customer, cfg)
@@ -674,9 +690,9 @@ def refund_commands(
     Refund of a credit note (``credit_note`` = its id): only the customer refund, applied to the
     credit note's memo, which the credit-note flow writes.
     """
-    if not refund.money_moved or not synced(refund.metadata, cfg):
-        return []
-    if charge is not None and not synced(charge.metadata, cfg):
+    if not refund.money_moved or not synced(
+        refund.metadata, cfg, _md(charge), _md(invoice), _md(customer)
+    ):
         return []
     customer_id = refund.customer or (charge.customer if charge else None)
     invoice_id = refund.invoice or (charge.invoice if charge else None)
@@ -810,7 +826,9 @@ def credit_note_commands(
     reversing journals): every line at zero, applied to nothing, the memo saying so. The
     invoice it was applied to is open again for that amount, as it is in Stripe.
     """
-    if note.status not in ("issued", "void") or not synced(note.metadata, cfg):
+    if note.status not in ("issued", "void") or not synced(
+        note.metadata, cfg, _md(invoice), _md(customer)
+    ):
         return []
     voided = note.status == "void"
     who, needs = customer_ref(

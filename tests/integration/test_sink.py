@@ -282,6 +282,97 @@ def test_a_payout_of_25_000_payments_is_written_as_several_deposits(pipe: Pipeli
     assert totals == {n: Decimal(payout.amount) / 100 if n == "po_big" else 0 for n in names}
 
 
+def _deposit_total(deposit: dict[str, Any]) -> Decimal:
+    def total(sublist: str, field: str) -> Decimal:
+        return sum(
+            (Decimal(str(x[field])) for x in deposit.get(sublist, {}).get("items", [])),
+            Decimal(0),
+        )
+
+    return (
+        total("payment", "paymentAmount") + total("other", "amount") - total("cashback", "amount")
+    )
+
+
+def test_a_deposit_posts_with_unwritten_records_on_suspense_and_is_rewritten_when_they_are(
+    pipe: Pipeline,
+) -> None:
+    """Issue 12, deposits always post: a payout's deposit whose payments NetSuite never got
+    (blocked through their customer, skipped, dead-lettered…) is not dead-lettered after the
+    wait: it posts, balanced, with their lines on the suspense account labelled with their
+    Stripe ids, and is rewritten to deposit each one once it is written."""
+    customer = _customer("cus_s")
+    amounts = {"ch_s1": 4900, "ch_s2": 2500, "ch_s3": 1000, "ch_s4": 700}
+    txns = [
+        BalanceTransaction(
+            id=f"txn_{source}",
+            amount=amount,
+            currency="usd",
+            fee=0,
+            fee_details=(),
+            net=amount,
+            reporting_category="charge",
+            type="charge",
+            source=source,
+            created=datetime(2025, 3, 1, tzinfo=UTC),
+        )
+        for source, amount in amounts.items()
+    ]
+
+    def payment(source: str) -> Command:
+        body = {
+            "customer": ref("customer", "cus_s"),
+            "payment": Decimal(amounts[source]) / 100,
+            "undepFunds": True,
+            "account": {"id": "101"},
+            "currency": {"id": "11"},
+        }
+        return Command("customerPayment", source, body, "charge", source, None)
+
+    payout = Payout(
+        id="po_s",
+        amount=sum(amounts.values()),
+        currency="usd",
+        status="paid",
+        automatic=True,
+        arrival_date=datetime(2025, 3, 3, tzinfo=UTC),
+        created=datetime(2025, 3, 2, tzinfo=UTC),
+        balance_transaction=None,
+    )
+    [deposit] = deposit_commands(plan_deposit(payout, txns, CFG, expected=len(txns)), CFG)
+    suspense = {"id": CFG.netsuite_suspense_account_id}
+    publish([customer, payment("ch_s1"), deposit, payment("ch_s4")])
+    start_emulator(pipe)
+    pipe.start("sink", "sink", "netsuite", env={"LEDGER_SINK_DEPENDENCY_TIMEOUT_S": "10"})
+    wait_sink_done(pipe, timeout=120)
+
+    def deposited() -> tuple[dict[str, Any], set[str], list[str]]:
+        [stored] = pipe.records("deposit")
+        paid = {x["id"] for x in stored.get("payment", {}).get("items", [])}
+        internal = {r["id"]: r["externalId"] for r in pipe.records("customerPayment")}
+        on_suspense = [
+            x["memo"] for x in stored.get("other", {}).get("items", []) if x["account"] == suspense
+        ]
+        assert _deposit_total(stored) == Decimal(payout.amount) / 100  # balanced, always
+        return stored, {internal[i] for i in paid}, on_suspense
+
+    stored, paid, on_suspense = deposited()
+    assert paid == {"ch_s1", "ch_s4"}
+    assert sorted(m.split()[1].rstrip(":") for m in on_suspense) == ["ch_s2", "ch_s3"]
+    assert "ON SUSPENSE until written: ch_s2, ch_s3" in stored["memo"]
+    assert consume_all(topics.dlq_name(topics.NETSUITE_COMMANDS), timeout=3) == []
+
+    publish([payment("ch_s2")])  # written later (after a fix and a redrive)
+    deadline = time.monotonic() + 60
+    while (paid := deposited()[1]) != {"ch_s1", "ch_s2", "ch_s4"}:
+        assert time.monotonic() < deadline, f"deposit not rewritten: {paid}"
+        pipe.check_alive()
+        time.sleep(0.5)
+    stored, _, on_suspense = deposited()
+    assert [m.split()[1].rstrip(":") for m in on_suspense] == ["ch_s3"]
+    assert "ON SUSPENSE until written: ch_s3" in stored["memo"]
+
+
 @pytest.mark.parametrize("auth", ["tba", "m2m"])
 def test_wrong_secret_stops_the_sink_with_a_clear_error_not_a_retry_storm(
     pipe: Pipeline, auth: str

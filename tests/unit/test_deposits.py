@@ -16,8 +16,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from ledgerstream.accounting import UnmappedError, deposit_commands, plan_deposit
-from ledgerstream.accounting.deposits import MAX_COMMAND_BYTES, Settled
+from ledgerstream.accounting.deposits import MAX_COMMAND_BYTES, Settled, on_suspense
 from ledgerstream.accounting.model import BalanceTransaction, FeeDetail, Payout
+from ledgerstream.commands import find_refs
 from ledgerstream.money import step, to_minor
 from ledgerstream.settings import AccountingSettings
 
@@ -209,6 +210,40 @@ def test_unsynced_sources_go_to_suspense_and_still_balance(
         item["$ref"]["externalId"] for item in command.body.get("payment", {}).get("items", [])
     }
     assert not referenced & blocked
+
+
+@HEAVY
+@given(merchant(), st.data(), st.sampled_from([10_000, 3]))
+def test_records_never_written_go_to_suspense_and_the_deposit_still_balances(
+    case: tuple[str, list[BalanceTransaction]], data: st.DataObject, cap: int
+) -> None:
+    """Issue 12: a deposit whose payments NetSuite never got (blocked through a parent, a
+    second charge skipped, a dead-lettered record) posts after the sink's wait with those lines
+    on suspense, each part keeping its total."""
+    currency, txns = case
+    payout = payout_for(txns, currency)
+    settings_ = cfg(deposit_max_lines=cap)
+    commands = deposit_commands(plan_deposit(payout, txns, settings_), settings_)
+    for number, command in enumerate(commands):
+        refs = find_refs(command.body)
+        missing = data.draw(st.lists(st.sampled_from(refs), unique=True) if refs else st.just([]))
+        assert command.suspense_account == settings_.netsuite_suspense_account_id
+        body = on_suspense(command.body, missing, command.suspense_account)
+        assert body is not None
+        assert body_total(body, currency) == (payout.amount if number == 0 else 0)
+        assert not set(find_refs(body)) & set(missing)
+        labelled = [
+            x["memo"]
+            for sub in ("other", "cashback")
+            for x in body.get(sub, {}).get("items", [])
+            if x["account"] == {"id": settings_.netsuite_suspense_account_id}
+        ]
+        for _, external_id in missing:
+            assert sum(external_id in memo for memo in labelled) == 1, external_id
+            assert external_id in body["memo"] or len(missing) > 10
+    # a missing record that is not one of the deposit's payments: nothing to move
+    if commands:
+        assert on_suspense(commands[0].body, [("invoice", "in_X")], "105") is None
 
 
 def test_currency_conversion_rounding_goes_to_a_conversion_line() -> None:

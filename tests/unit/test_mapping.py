@@ -240,6 +240,50 @@ def test_control_metadata() -> None:
     assert [c.record_type for c in payment_commands(allowed, opt_in)] == ["customerPayment"]
 
 
+def test_blocking_a_customer_or_an_invoice_blocks_what_belongs_to_it() -> None:
+    """Issue 12: a blocked customer's invoice and payment were still sent (and dead-lettered,
+    taking their payout's deposit with them). The nearest object that says anything decides;
+    ``netsuite_allow_integration`` on a child lets that child through."""
+    blocked, allowed = {"netsuite_block_integration": "true"}, {"netsuite_allow_integration": "1"}
+    cus = customer(metadata=blocked)
+    inv = invoice([line(4900)], status="paid", amount_paid=4900)
+    void = replace(inv, status="void", amount_paid=0, voided_at=T0)
+    oob = replace(inv, paid_out_of_band=True)
+    note = CreditNote(
+        "cn_1", "in_1", "cus_A", 1500, "usd", "issued", "pre_payment", None,
+        (CreditNoteLine("cnli_1", 1500, "Goodwill", "il_1"),), T0,
+    )  # fmt: skip
+    everything = {
+        "invoice": lambda c, i: invoice_commands(i, CFG, c),
+        "closing": lambda c, i: closing_commands(replace(void, metadata=i.metadata), CFG, c),
+        "out of band": lambda c, i: out_of_band_commands(
+            replace(oob, metadata=i.metadata), CFG, 4900, c
+        ),
+        "payment": lambda c, i: payment_commands(charge(), CFG, c, i),
+        "refund": lambda c, i: refund_commands(refund(), CFG, charge(), i, c),
+        "credit note": lambda c, i: credit_note_commands(note, CFG, i, c),
+    }
+    for name, make in everything.items():
+        assert make(customer(), inv), name  # the control: each writes something unblocked
+        assert make(cus, inv) == [], f"{name} of a blocked customer"
+        assert make(customer(), replace(inv, metadata=blocked)) == [], f"{name}, blocked invoice"
+    # a payment or refund without invoice: its customer decides
+    assert payment_commands(charge(invoice=None), CFG, cus) == []
+    assert refund_commands(refund(invoice=None), CFG, charge(invoice=None), None, cus) == []
+    # the charge's block reaches its refunds; an allowed child overrides its parents
+    assert refund_commands(refund(), CFG, charge(metadata=blocked), inv, customer()) == []
+    assert invoice_commands(replace(inv, metadata=allowed), CFG, cus)
+    assert payment_commands(charge(metadata=allowed), CFG, cus, replace(inv, metadata=blocked))
+    assert refund_commands(refund(metadata=allowed), CFG, charge(metadata=blocked), inv, cus)
+    # opt-in: allowing a customer opts in what belongs to it, a block below it still holds
+    opt_in = CFG.model_copy(update={"sync_mode": "opt_in"})
+    assert invoice_commands(inv, opt_in, customer()) == []
+    assert invoice_commands(inv, opt_in, customer(metadata=allowed))
+    assert (
+        invoice_commands(replace(inv, metadata=blocked), opt_in, customer(metadata=allowed)) == []
+    )
+
+
 # --------------------------------------------------------------------------- invoices
 def test_invoice_lines_discounts_tax_and_shipping_add_up_to_the_total() -> None:
     lines = [
