@@ -60,6 +60,8 @@ def feed(customers: int) -> list:
                 uncaptured_rate=0.1,
                 refund_failure_rate=0.02,
                 payout_failure_rate=0.02,
+                blocked_rate=0.02,
+                second_charge_rate=0.01,
             )
         )
     )

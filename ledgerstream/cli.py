@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -291,6 +292,29 @@ def producer_replay(path: str) -> None:
         sys.exit(1)
 
 
+# the generator's hard cases of real accounts, each a --<name>-rate option of stripe-double
+_RATES = {
+    "long_invoice_rate": "share of generated invoices with 25 or 250 lines (Stripe embeds the "
+    "first 10)",
+    "individual_rate": "share of person-named customers marked netsuite_customer_type=individual",
+    "out_of_band_rate": "share of emailed invoices the merchant marks paid outside Stripe",
+    "uncaptured_rate": "share of one-off charges authorised first and captured later",
+    "refund_failure_rate": "share of refunds that fail days later (the money comes back)",
+    "payout_failure_rate": "share of paid payouts the bank returns days later",
+    "blocked_rate": "share of customers kept out of NetSuite (netsuite_block_integration)",
+    "second_charge_rate": "share of invoices paid by card that the customer pays a second time",
+}
+
+
+def _rate_options(command: Any) -> Any:
+    for name, text in reversed(_RATES.items()):
+        option = "--" + name.replace("_", "-")
+        command = click.option(
+            option, name, default=0.0, show_default=True, type=click.FloatRange(0, 1), help=text
+        )(command)
+    return command
+
+
 @main.command("stripe-double")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=12180, show_default=True, envvar="LEDGER_STRIPE_DOUBLE_PORT")
@@ -298,48 +322,7 @@ def producer_replay(path: str) -> None:
 @click.option("--customers", default=5, show_default=True)
 @click.option("--months", default=3, show_default=True)
 @click.option("--rate-limit", default=None, type=float, help="requests/s before 429")
-@click.option(
-    "--long-invoice-rate",
-    default=0.0,
-    show_default=True,
-    type=click.FloatRange(0, 1),
-    help="share of generated invoices with 25 or 250 lines (Stripe embeds the first 10)",
-)
-@click.option(
-    "--individual-rate",
-    default=0.0,
-    show_default=True,
-    type=click.FloatRange(0, 1),
-    help="share of person-named customers marked netsuite_customer_type=individual",
-)
-@click.option(
-    "--out-of-band-rate",
-    default=0.0,
-    show_default=True,
-    type=click.FloatRange(0, 1),
-    help="share of emailed invoices the merchant marks paid outside Stripe",
-)
-@click.option(
-    "--uncaptured-rate",
-    default=0.0,
-    show_default=True,
-    type=click.FloatRange(0, 1),
-    help="share of one-off charges authorised first and captured later",
-)
-@click.option(
-    "--refund-failure-rate",
-    default=0.0,
-    show_default=True,
-    type=click.FloatRange(0, 1),
-    help="share of refunds that fail days later (the money comes back)",
-)
-@click.option(
-    "--payout-failure-rate",
-    default=0.0,
-    show_default=True,
-    type=click.FloatRange(0, 1),
-    help="share of paid payouts the bank returns days later",
-)
+@_rate_options
 @click.option(
     "--history",
     "recorded",
@@ -362,14 +345,9 @@ def stripe_double_cmd(
     customers: int,
     months: int,
     rate_limit: float | None,
-    long_invoice_rate: float,
-    individual_rate: float,
-    out_of_band_rate: float,
-    uncaptured_rate: float,
-    refund_failure_rate: float,
-    payout_failure_rate: float,
     recorded: Path | None,
     save: Path | None,
+    **rates: float,
 ) -> None:
     """Serve a Stripe history on the endpoints the pipeline uses: a generated one (tests, demo)
     or a recorded one (an export of your own account)."""
@@ -380,19 +358,8 @@ def stripe_double_cmd(
     if recorded is not None:
         history = files.load(recorded)
     else:
-        history = generate(
-            Scenario(
-                seed=seed,
-                customers=customers,
-                months=months,
-                long_invoice_rate=long_invoice_rate,
-                individual_rate=individual_rate,
-                out_of_band_rate=out_of_band_rate,
-                uncaptured_rate=uncaptured_rate,
-                refund_failure_rate=refund_failure_rate,
-                payout_failure_rate=payout_failure_rate,
-            )
-        )
+        options: dict[str, Any] = {"seed": seed, "customers": customers, "months": months}
+        history = generate(Scenario(**{**options, **rates}))
     if save is not None:
         files.save(history, save)
         click.echo(f"{len(history.events)} events, {len(history.objects)} objects -> {save}")

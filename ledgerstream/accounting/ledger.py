@@ -9,10 +9,11 @@ duplicates) ends with the same command for every record — the property the tes
 "Latest" does not trust arrival order: a state replaces the stored one only if it is newer
 (event time, then how far the object has progressed), so a late, stale event changes nothing.
 
-Joins wait for their partner: a payment for an invoice not seen yet, a refund or dispute whose
-charge (or invoice) is missing, a credit note before its invoice, and a deposit whose payout
-list is incomplete are reported as ``waiting`` with a reason, and booked as soon as the partner
-arrives. What to do when it never comes (dead letter, variance policy) is the caller's.
+Joins wait for their partner: a record whose customer has not arrived (its control metadata
+decides whether the record is synced), a payment for an invoice not seen yet, a refund or
+dispute whose charge (or invoice) is missing, a credit note before its invoice, and a deposit
+whose payout list is incomplete are reported as ``waiting`` with a reason, and booked as soon as
+the partner arrives. What to do when it never comes (dead letter, variance policy) is the caller's.
 """
 
 from __future__ import annotations
@@ -209,6 +210,9 @@ class Ledger:
         self.currencies = table("customer-currencies")
         self.by_invoice = table("by-invoice")  # invoice id -> charge and credit note ids
         self.by_charge = table("by-charge")  # charge id -> refund and dispute ids
+        # customer id -> its invoice ids and its charge ids without invoice: what its control
+        # metadata decides for, booked again when the customer's record arrives
+        self.by_customer = table("by-customer")
         self.payouts = table("payouts")
         # a payout's balance transactions: one row each ("<payout id>/<txn id>" -> record) and
         # their ids by list position in rows of at most IDS_PER_ROW: the first with the counts
@@ -263,10 +267,26 @@ class Ledger:
     # processor's ``emitted`` table keeps commands already sent from being sent twice.
     def on_customer(self, rec: dict[str, Any]) -> Outcome:
         self._store(self.customers, "customer", rec)
-        return self._book_customer(rec["id"])
+        out = self._book_customer(rec["id"])
+        # what belongs to it, which waited for it or whose sync its metadata may have changed
+        # (blocks cascade: mapping.synced)
+        for dependent in self.by_customer.get(rec["id"]) or []:
+            if dependent in self.invoices:
+                out.extend(self._book_invoice(dependent))
+            elif dependent in self.charges:
+                out.extend(self._book_charge(dependent))
+        return out
+
+    def _without_customer(self, customer_id: str | None) -> bool:
+        """The record names a customer whose record has not arrived: it waits for it, since
+        the customer's control metadata decides whether it is synced (an invoice booked
+        before its blocked customer arrived was sent all the same, in that order only)."""
+        return bool(customer_id) and customer_id not in self.customers
 
     def on_invoice(self, rec: dict[str, Any]) -> Outcome:
         self._store(self.invoices, "invoice", rec)
+        if rec.get("customer"):
+            _index_add(self.by_customer, rec["customer"], rec["id"])
         out = Outcome()
         self._note_currency(rec.get("customer"), rec["currency"], out)
         out.extend(self._book_invoice(rec["id"]))
@@ -277,6 +297,8 @@ class Ledger:
         out = Outcome()
         if rec.get("invoice"):
             _index_add(self.by_invoice, rec["invoice"], rec["id"])
+        elif rec.get("customer"):
+            _index_add(self.by_customer, rec["customer"], rec["id"])
         if rec.get("status") == "succeeded":
             self._note_currency(rec.get("customer"), rec["currency"], out)
         out.extend(self._book_charge(rec["id"]))
@@ -362,6 +384,8 @@ class Ledger:
     def _book_invoice(self, invoice_id: str) -> Outcome:
         invoice = self._invoice(invoice_id)
         assert invoice is not None
+        if self._without_customer(invoice.customer):
+            return Outcome(waiting={invoice_id: f"customer {invoice.customer}"})
         awaiting = self._awaiting_void(invoice)
         out = self._guard(
             invoice_id,
@@ -423,6 +447,8 @@ class Ledger:
         assert charge is not None
         out = Outcome()
         invoice = self._invoice(charge.invoice)
+        if self._without_customer(charge.customer):
+            return Outcome(waiting={charge_id: f"customer {charge.customer}"})
         if charge.succeeded and charge.invoice and invoice is None:
             out.waiting[charge_id] = f"invoice {charge.invoice}"
         elif charge.succeeded and invoice is not None and invoice.status != "paid":
@@ -464,6 +490,8 @@ class Ledger:
         charge = self._charge(rec["charge"])
         if charge is None:
             return Outcome(waiting={refund_id: f"charge {rec['charge']}"})
+        if self._without_customer(charge.customer):
+            return Outcome(waiting={refund_id: f"customer {charge.customer}"})
         invoice_id = charge.invoice or rec.get("invoice")
         invoice = self._invoice(invoice_id)
         if invoice_id and invoice is None:
@@ -487,6 +515,8 @@ class Ledger:
         invoice = self._invoice(note.invoice)
         if invoice is None:
             return Outcome(waiting={note_id: f"invoice {note.invoice}"})
+        if self._without_customer(note.customer or invoice.customer):
+            return Outcome(waiting={note_id: f"customer {note.customer or invoice.customer}"})
         if note.type == "pre_payment" and note.status == "issued" and self._awaiting_void(invoice):
             # the invoice was settled without it: its void is on the way
             out = Outcome(

@@ -301,12 +301,17 @@ PROCESSOR_INPUTS = (
 
 
 def written_by_pipeline(
-    tmp_path: Path, history: History, feed: Iterable[dict[str, Any]], expected: set[tuple[str, str]]
+    tmp_path: Path,
+    history: History,
+    feed: Iterable[dict[str, Any]],
+    expected: set[tuple[str, str]],
+    **env: str,
 ) -> tuple[list[dict[str, Any]], list[Any]]:
     """``feed`` (events of ``history``) through the whole pipeline by signed webhooks, until
     NetSuite holds every ``expected`` (type, externalId) and every stage has consumed all that
-    was sent to it. Returns the NetSuite records and the dead letters of the commands topic."""
-    with pipeline_on_double(tmp_path, history) as pipe:
+    was sent to it (``env``: more settings). Returns the NetSuite records and the dead letters
+    of the commands topic."""
+    with pipeline_on_double(tmp_path, history, **env) as pipe:
         post_webhooks(pipe, feed)
         want: dict[str, int] = {}
         for rtype, _ in expected:

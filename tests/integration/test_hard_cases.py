@@ -16,15 +16,25 @@ back (the emulator accepts every deposit: none negative, no payment in two).
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from ledgerstream.accounting.deposits import on_suspense
+from ledgerstream.commands import find_refs
 from ledgerstream.money import to_minor
 from ledgerstream.testing.generator import generate
+from ledgerstream.testing.pipeline import Pipeline
 from ledgerstream.testing.reference import reference_booking
-from tests.integration.helpers import written_by_pipeline
+from tests.integration.helpers import (
+    consume_all,
+    pipeline_on_double,
+    post_webhooks,
+    written_by_pipeline,
+)
 from tests.unit.test_ledger import CFG, SCENARIOS
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("local_stack")]
@@ -81,3 +91,102 @@ def test_invoices_paid_out_of_band_and_charges_captured_later_are_booked(tmp_pat
             - sum(Decimal(str(c["amount"])) for c in body.get("cashback", {}).get("items", []))
         )
         assert total == 0  # nothing reached the bank
+
+
+def _total(body: dict[str, Any]) -> Decimal:
+    def of(sublist: str, field: str) -> Decimal:
+        items = body.get(sublist, {}).get("items", [])
+        return sum((Decimal(str(x[field])) for x in items), Decimal(0))
+
+    return of("payment", "paymentAmount") + of("other", "amount") - of("cashback", "amount")
+
+
+def _deposit_view(body: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+    """What a deposit deposits (payments by Stripe id) and what it put on suspense, and its
+    total: from a NetSuite record (``names``: internal id -> externalId) or a command body."""
+    paid = sorted(
+        names[str(x["id"])] if "id" in x else x["$ref"]["externalId"]
+        for x in body.get("payment", {}).get("items", [])
+    )
+    suspense = sorted(
+        (sub, x["memo"], str(x["account"]["id"]))
+        for sub in ("other", "cashback")
+        for x in body.get(sub, {}).get("items", [])
+        if "on suspense until written" in x["memo"]
+    )
+    return {"paid": paid, "suspense": suspense, "total": _total(body)}
+
+
+def test_blocked_customers_and_second_charges_leave_every_deposit_posted_and_balanced(
+    tmp_path: Path,
+) -> None:
+    """Issue 12, deposits always post: a blocked customer's records and a second charge on a
+    paid invoice never reach NetSuite, yet their money is in payouts. Every deposit posts,
+    balanced, with exactly those lines on suspense (the sink's wait shortened to 30 s), and
+    nothing is dead-lettered."""
+    history = generate(SCENARIOS[5])  # blocked_rate 0.3, second_charge_rate 0.3
+    blocked = {
+        o["id"]
+        for o in history.objects.values()
+        if o["object"] == "customer" and o["metadata"].get("netsuite_block_integration")
+    }
+    charged: dict[str, list[str]] = {}
+    for o in history.objects.values():
+        if o["object"] == "charge" and o["invoice"] and o["status"] == "succeeded":
+            charged.setdefault(o["invoice"], []).append(o["id"])
+    second = {
+        c
+        for invoice, ids in charged.items()
+        for c in ids
+        if history.objects[invoice]["charge"] != c
+    }
+    assert blocked and second
+    book = reference_booking(history, CFG)
+    expected = {(c.record_type, c.external_id) for c in book.commands.values()}
+    deposits = {c.external_id: c for c in book.commands.values() if c.record_type == "deposit"}
+    never = {ref for c in deposits.values() for ref in find_refs(c.body) if ref not in expected}
+    blocked_charges = {
+        o["id"]
+        for o in history.objects.values()
+        if o["object"] == "charge" and o["customer"] in blocked and o["balance_transaction"]
+    }
+    assert blocked_charges and {("customerPayment", c) for c in blocked_charges} <= never
+    assert {("customerPayment", c) for c in second} <= never
+    assert not any(eid == b for _, eid in expected for b in blocked)  # the customer stays out
+    want = {}
+    for eid, cmd in deposits.items():
+        missing = [r for r in find_refs(cmd.body) if r in never]
+        body = on_suspense(cmd.body, missing, CFG.netsuite_suspense_account_id)
+        assert body is not None
+        want[eid] = _deposit_view(body, {})
+    assert sum(len(v["suspense"]) for v in want.values()) == len(never)
+
+    with pipeline_on_double(tmp_path, history, LEDGER_SINK_DEPENDENCY_TIMEOUT_S="30") as pipe:
+        post_webhooks(pipe, history.events)
+        got = _posted_deposits(pipe, want, expected)
+    assert got == want
+
+
+def _posted_deposits(
+    pipe: Pipeline, want: dict[str, Any], expected: set[tuple[str, str]]
+) -> dict[str, Any]:
+    """The deposits as NetSuite holds them once they match ``want`` (a deposit posted on
+    suspense is rewritten when a late record is written: the final state is what counts), or
+    at the deadline; NetSuite then holds exactly the ``expected`` records and no command was
+    dead-lettered."""
+    counts: dict[str, int] = {}
+    for rtype, _ in expected:
+        counts[rtype] = counts.get(rtype, 0) + 1
+    records = pipe.wait_for_records(counts, timeout=600)
+    deadline = time.monotonic() + 120
+    while True:
+        pipe.check_alive()
+        records = pipe.records()
+        names = {str(r["id"]): r["externalId"] for r in records}
+        got = {r["externalId"]: _deposit_view(r, names) for r in records if r["type"] == "deposit"}
+        if got == want or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert {(r["type"], r["externalId"]) for r in records} == expected
+    assert consume_all(pipe.prefix + "netsuite.commands.dlq", timeout=3) == []
+    return got

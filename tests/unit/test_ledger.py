@@ -71,6 +71,18 @@ SCENARIOS = [
         refund_failure_rate=0.5,
         payout_failure_rate=0.3,
     ),
+    # customers kept out of NetSuite (their invoices, payments, refunds and disputes too), and
+    # invoices the customer paid twice (the second charge skipped), all of them paid out
+    Scenario(
+        seed=12,
+        customers=8,
+        months=2,
+        refund_rate=0.3,
+        dispute_rate=0.1,
+        credit_note_rate=0.2,
+        blocked_rate=0.3,
+        second_charge_rate=0.3,
+    ),
 ]
 _HISTORIES: dict[Scenario, History] = {}
 
@@ -149,7 +161,7 @@ def run(feed: list[tuple[str, dict[str, Any]]]) -> tuple[dict[str, Command], dic
 @pytest.mark.parametrize(
     "scenario",
     SCENARIOS,
-    ids=["multicurrency", "failures", "credit-notes", "long-invoices", "out-of-band"],
+    ids=["multicurrency", "failures", "credit-notes", "long-invoices", "out-of-band", "blocked"],
 )
 def test_in_order_feed_equals_the_reference_booking(scenario: Scenario) -> None:
     h = history(scenario)
@@ -365,19 +377,25 @@ def test_partners_are_awaited_and_booked_when_they_arrive() -> None:
     invoices = [
         r for r in feed if r[0] == "stripe.invoice" and r[1]["id"] == charge[1].get("invoice")
     ]
+    customer = next(
+        r for r in feed if r[0] == "stripe.customer" and r[1]["id"] == charge[1]["customer"]
+    )
     tables: dict[str, dict[str, Any]] = defaultdict(dict)
     ledger = Ledger(CFG, lambda name: tables[name])
     first = ledger.apply(*refund)
     assert first.commands == [] and first.waiting == {refund[1]["id"]: f"charge {charge[1]['id']}"}
+    # its customer decides whether it is synced (a block cascades): everything waits for it
     second = ledger.apply(*charge)
+    assert second.commands == []
+    assert second.waiting[charge[1]["id"]] == f"customer {customer[1]['id']}"
     if charge[1].get("invoice"):
-        assert second.waiting[charge[1]["id"]] == f"invoice {charge[1]['invoice']}"
-        outcome = ledger.apply(*invoices[-1])
-    else:
-        outcome = second
+        third = ledger.apply(*invoices[-1])
+        assert third.waiting[invoices[-1][1]["id"]] == f"customer {customer[1]['id']}"
+        assert third.commands == []
+    outcome = ledger.apply(*customer)
     booked = {c.record_type for c in outcome.commands}
-    assert {"customerPayment", "customerRefund"} <= booked
-    assert refund[1]["id"] in outcome.ready
+    assert {"customer", "customerPayment", "customerRefund"} <= booked
+    assert {refund[1]["id"], charge[1]["id"]} <= outcome.ready
 
 
 def test_a_voided_credit_note_voids_its_credit_memo_in_any_order() -> None:

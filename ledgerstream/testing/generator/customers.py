@@ -79,6 +79,8 @@ class _Customers(_Subscriptions):
             rate = self.scenario.individual_rate
             if rate and self.individual_rng.random() < rate:
                 metadata["netsuite_customer_type"] = "individual"
+        if self.scenario.blocked_rate and self.blocked_rng.random() < self.scenario.blocked_rate:
+            metadata["netsuite_block_integration"] = "true"
         pm = self.ids.long("pm_", t)
         discount = None
         if rng.random() < _DISCOUNT_RATE:

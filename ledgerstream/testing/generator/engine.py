@@ -88,6 +88,8 @@ class _Engine:
         self.capture_rng = random.Random(f"{scenario.seed}-capture")
         self.refund_failure_rng = random.Random(f"{scenario.seed}-refund-failure")
         self.payout_failure_rng = random.Random(f"{scenario.seed}-payout-failure")
+        self.blocked_rng = random.Random(f"{scenario.seed}-blocked")
+        self.second_charge_rng = random.Random(f"{scenario.seed}-second-charge")
         self.ids = _Ids(self.rng)
         self.collect = collect
         self.objects: dict[str, Obj] = {}

@@ -502,10 +502,28 @@ class _Invoices(_CreditNotes, _Catalogue):
         if charge is None:
             return
         self._follow_up(charge)
+        rate = self.scenario.second_charge_rate
+        if rate and self.second_charge_rng.random() < rate:
+            self._at(t + self._between(HOUR, 2 * DAY), partial(self._pay_again, bill))
         if bill.wants_credit_note and bill.credit_notes == 0:
             self._at(
                 t + self._between(DAY, 25 * DAY), partial(self._credit_note, bill, "post_payment")
             )
+
+    def _pay_again(self, bill: _Bill) -> None:
+        """The customer pays the paid invoice a second time (a second succeeded charge on it,
+        which Stripe keeps and pays out; the invoice still names the first)."""
+        invoice = bill.obj
+        charge = self._charge(
+            bill.customer,
+            invoice["currency"],
+            invoice["amount_paid"],
+            invoice=invoice["id"],
+            description=self._charge_description(invoice),
+            payment_intent=invoice["payment_intent"],
+            succeeded=True,
+        )
+        self._emit("charge.succeeded", self._now, charge.obj)
 
     def _pay_out_of_band(self, bill: _Bill) -> None:
         """The merchant marks the invoice paid outside Stripe: no charge, no balance

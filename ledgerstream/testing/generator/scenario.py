@@ -56,6 +56,14 @@ class Scenario:
     # share of paid payouts the bank returns days later (payout.failed, a payout_failure
     # balance transaction paid out again later); own stream, not drawn at 0
     payout_failure_rate: float = 0.0
+    # share of customers the merchant keeps out of NetSuite (netsuite_block_integration
+    # metadata): nothing of theirs is booked, their payments reach deposits on suspense; own
+    # stream, not drawn at 0
+    blocked_rate: float = 0.0
+    # share of invoices paid by charge that the customer pays a second time (another
+    # succeeded charge on the paid invoice, which Stripe keeps and pays out); own stream for
+    # the draw, not drawn at 0 (the second charge itself draws from the main stream)
+    second_charge_rate: float = 0.0
 
     def __post_init__(self) -> None:
         if self.customers < 1 or self.months < 1:
@@ -80,6 +88,8 @@ class Scenario:
             self.uncaptured_rate,
             self.refund_failure_rate,
             self.payout_failure_rate,
+            self.blocked_rate,
+            self.second_charge_rate,
         )
         if not all(0.0 <= rate <= 1.0 for rate in rates):
             raise ValueError("rates must lie between 0 and 1")
