@@ -62,6 +62,7 @@ def feed(customers: int) -> list:
                 payout_failure_rate=0.02,
                 blocked_rate=0.02,
                 second_charge_rate=0.01,
+                balance_credit_rate=0.5,
             )
         )
     )

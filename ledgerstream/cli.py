@@ -303,6 +303,8 @@ _RATES = {
     "payout_failure_rate": "share of paid payouts the bank returns days later",
     "blocked_rate": "share of customers kept out of NetSuite (netsuite_block_integration)",
     "second_charge_rate": "share of invoices paid by card that the customer pays a second time",
+    "balance_credit_rate": "share of post-payment credit notes credited to the customer's "
+    "balance (taken off the next invoices) instead of refunded",
 }
 
 

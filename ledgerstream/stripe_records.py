@@ -269,6 +269,8 @@ def _invoice(obj: dict[str, Any], event_type: str) -> dict[str, Any]:
         "billing_reason": obj.get("billing_reason"),
         "charge": _id(obj.get("charge")),
         "paid_out_of_band": bool(obj.get("paid_out_of_band")),
+        "starting_balance": obj.get("starting_balance"),
+        "ending_balance": obj.get("ending_balance"),
     }
 
 

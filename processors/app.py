@@ -25,8 +25,10 @@ of every co-partitioned topic to the same worker.
 Out of order: a record whose partner has not arrived (payment before its invoice, refund before
 its charge, deposit before all its transactions) waits in the tables and is booked when the
 partner arrives. After ``LEDGER_PROCESSOR_WAIT_S`` a waiting record is reported on its topic's
-dead-letter topic (reason: what it waits for) — it stays booked-on-arrival — and an incomplete
-deposit is posted with a labelled variance line when ``deposit_variance_policy=post``.
+dead-letter topic (reason: what it waits for) — it stays booked-on-arrival — an incomplete
+deposit is posted with a labelled variance line when ``deposit_variance_policy=post``, and an
+invoice paid from a customer-balance credit never seen gets that credit as a ``cm_balpay_``
+credit memo (BEHAVIOR.md, Customer balance).
 
 Poison: a record that cannot be decoded, or that the ledger cannot read or book (any
 exception, checked before anything is stored), goes to ``<topic>.dlq`` with
@@ -283,6 +285,16 @@ class Processor:
                     await self.send(cmd)
                 log.warning("%s: posted with a variance line", reason)
                 continue
+            if oid.startswith("in_"):
+                # paid from a balance credit never seen: booked as a cm_balpay_ credit memo
+                booked = self.ledger.post_balance_payment(oid).commands
+                for cmd in booked:
+                    await self.send(cmd)
+                if booked:
+                    log.warning(
+                        "%s: the missing balance credit booked as cm_balpay_%s", reason, oid
+                    )
+                    continue
             log.warning(reason)
             await self.app.producer.send_and_wait(
                 state["topic"] + ".dlq",

@@ -18,6 +18,7 @@ creditMemo (dispute)    ``cm_dp_…``
 creditMemo (credit n.)  ``cm_cn_…``
 creditMemo (closing)    ``cm_close_in_…``            void / uncollectible: one per invoice
 creditMemo (balance)    ``cm_bal_in_…``              negative invoice → customer credit
+creditMemo (balance)    ``cm_balpay_in_…``           paid from a balance credit not booked here
 customerRefund          ``re_…`` / ``dp_…`` / ``cn_…``
 deposit                 ``po_…``                     the payout
 serviceSaleItem         ``price_…``                  per-price item mode
@@ -75,6 +76,11 @@ def refund_failure(refund_id: str) -> str:
 
 def balance_memo(invoice_id: str) -> str:
     return f"cm_bal_{invoice_id}"
+
+
+def balance_payment_memo(invoice_id: str) -> str:
+    """The part of an invoice paid from a customer balance whose credit was not booked here."""
+    return f"cm_balpay_{invoice_id}"
 
 
 def discount_item(coupon_id: str) -> str:

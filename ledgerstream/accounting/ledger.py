@@ -25,6 +25,8 @@ from typing import Any, cast
 
 from cachetools import LRUCache
 
+from ledgerstream.accounting import ids
+from ledgerstream.accounting.balance import Allocation, allocate
 from ledgerstream.accounting.deposits import (
     Settled,
     default_resolver,
@@ -33,6 +35,7 @@ from ledgerstream.accounting.deposits import (
 )
 from ledgerstream.accounting.mapping import (
     UnmappedError,
+    balance_payment_commands,
     credit_note_commands,
     customer_commands,
     invoice_commands,
@@ -185,6 +188,10 @@ class _Reads(MutableMapping[str, Any]):
 REBOOKED_PAYOUTS = 10_000  # payouts remembered as booked again in this process
 
 
+def _ms(when: datetime) -> int:
+    return int(when.timestamp() * 1000)
+
+
 def _index_add(table: Table, key: str, value: str) -> None:
     current = list(table.get(key) or [])
     if value not in current:
@@ -213,6 +220,12 @@ class Ledger:
         # customer id -> its invoice ids and its charge ids without invoice: what its control
         # metadata decides for, booked again when the customer's record arrives
         self.by_customer = table("by-customer")
+        # customer id -> its Stripe credit balance as NetSuite records: "credits" (memo external
+        # id -> [epoch ms, amount, kind, source id]: a negative invoice's cm_bal_, a post-payment
+        # credit note's cm_cn_, a voided invoice's cm_close_ for the balance it gave back, an
+        # invoice's cm_balpay_ for a credit found missing after the wait) and "uses" (invoice id
+        # -> [epoch ms, amount the balance paid of it, starting balance]); accounting/balance.py
+        self.balances = table("customer-balance")
         self.payouts = table("payouts")
         # a payout's balance transactions: one row each ("<payout id>/<txn id>" -> record) and
         # their ids by list position in rows of at most IDS_PER_ROW: the first with the counts
@@ -381,26 +394,54 @@ class Ledger:
             return Outcome(ready={customer_id})
         return self._guard(customer_id, lambda: customer_commands(customer, self.cfg, currencies))
 
-    def _book_invoice(self, invoice_id: str) -> Outcome:
+    def _book_invoice(self, invoice_id: str, rebalance: bool = True) -> Outcome:
+        """The invoice and what hangs on it; ``rebalance``: and, when the customer's balance is
+        involved, every other record of that balance (their credit applications may move)."""
         invoice = self._invoice(invoice_id)
         assert invoice is not None
         if self._without_customer(invoice.customer):
             return Outcome(waiting={invoice_id: f"customer {invoice.customer}"})
+        customer = self._customer(invoice.customer)
+        involved = self._note_invoice_balance(invoice, customer)
+        balance = self._allocation(invoice.customer) if involved else None
         awaiting = self._awaiting_void(invoice)
         out = self._guard(
             invoice_id,
             lambda: invoice_commands(
-                invoice, self.cfg, self._customer(invoice.customer), close=not awaiting
+                invoice, self.cfg, customer, close=not awaiting, balance=balance
             ),
         )
         if awaiting and invoice.status != "paid":
             out.waiting[invoice_id] = "the void of a credit note, to close it"
+        own = ((self.balances.get(invoice.customer or "") or {}).get("credits") or {}).get(
+            ids.balance_payment_memo(invoice_id)
+        )
+        if own and balance is not None:
+            out.extend(
+                self._guard(
+                    invoice_id,
+                    lambda: balance_payment_commands(
+                        invoice,
+                        self.cfg,
+                        int(own[1]),
+                        customer,
+                        balance.of(ids.balance_payment_memo(invoice_id)),
+                    ),
+                )
+            )
+        short = balance.uncovered.get(invoice_id) if balance else None
+        if short:
+            out.waiting[invoice_id] = (
+                f"a credit of {short} on the customer's balance, which paid that much of it"
+            )
         # its credit notes before its charges: a credit note's void reaches NetSuite before the
         # payment that pays the whole invoice (the sink keeps an invoice's records in order)
         dependents = self.by_invoice.get(invoice_id) or []
         for dependent in dependents:
             if dependent in self.credit_notes:
-                out.extend(self._book_credit_note(dependent, with_invoice=False))
+                out.extend(
+                    self._book_credit_note(dependent, with_invoice=False, rebalance=rebalance)
+                )
         for dependent in dependents:
             if dependent in self.charges:
                 out.extend(self._book_charge(dependent))
@@ -422,7 +463,95 @@ class Ledger:
                     ),
                 )
             )
+        if involved and rebalance and invoice.customer:
+            out.extend(self._rebalance(invoice.customer, skip=invoice_id))
         return out
+
+    # ------------------------------------------------------------------ customer balance
+    def _note_balance(self, customer_id: str, side: str, key: str, entry: list[Any] | None) -> bool:
+        """Set (or, with None, remove) one entry of the customer's balance row; whether the
+        record is part of that balance, before or now."""
+        row = self.balances.get(customer_id) or {"credits": {}, "uses": {}}
+        current = row[side].get(key)
+        if current != entry:
+            entries = {k: v for k, v in row[side].items() if k != key}
+            if entry is not None:
+                entries[key] = entry
+            self.balances[customer_id] = {**row, side: entries}
+        return current is not None or entry is not None
+
+    def _note_invoice_balance(self, invoice: Invoice, customer: Customer | None) -> bool:
+        """Record what the invoice adds to or takes from its customer's balance."""
+        if not invoice.customer:
+            return False
+        live = invoice.status != "draft" and synced(
+            invoice.metadata, self.cfg, customer.metadata if customer else None
+        )
+        when = _ms(invoice.finalized_at or invoice.created)
+        credit = invoice.to_balance if live else 0
+        returned = invoice.balance_returned if live else 0
+        used = invoice.balance_applied if live else 0
+        voided = _ms(invoice.voided_at or invoice.created)
+        involved = self._note_balance(
+            invoice.customer,
+            "credits",
+            ids.balance_memo(invoice.id),
+            [when, credit, "invoice", invoice.id] if credit else None,
+        )
+        involved |= self._note_balance(
+            invoice.customer,
+            "credits",
+            ids.closing_memo(invoice.id),
+            [voided, returned, "invoice", invoice.id] if returned else None,
+        )
+        involved |= self._note_balance(
+            invoice.customer,
+            "uses",
+            invoice.id,
+            [when, used, invoice.starting_balance] if used else None,
+        )
+        row = self.balances.get(invoice.customer) or {}
+        return involved or ids.balance_payment_memo(invoice.id) in (row.get("credits") or {})
+
+    def _allocation(self, customer_id: str | None) -> Allocation:
+        row = self.balances.get(customer_id) if customer_id else None
+        if not row:
+            return Allocation()
+        credits = {k: (int(v[0]), int(v[1])) for k, v in row["credits"].items()}
+        uses = {k: (int(v[0]), int(v[1]), int(v[2])) for k, v in row["uses"].items()}
+        return allocate(credits, uses)
+
+    def _rebalance(self, customer_id: str, skip: str) -> Outcome:
+        """Every record of the customer's balance booked again (not ``skip``, being booked):
+        a credit or use that became known may move which memo pays which invoice. Always, not
+        only on a change: a worker killed in between may have sent none of them."""
+        out = Outcome()
+        row = self.balances.get(customer_id) or {}
+        sources = {str(v[3]): str(v[2]) for v in (row.get("credits") or {}).values()}
+        sources.update({k: "invoice" for k in row.get("uses") or {}})
+        for source, kind in sorted(sources.items()):
+            if source == skip:
+                continue
+            if kind in ("invoice", "balpay") and source in self.invoices:
+                out.extend(self._book_invoice(source, rebalance=False))
+            elif kind == "credit_note" and source in self.credit_notes:
+                out.extend(self._book_credit_note(source, with_invoice=False, rebalance=False))
+        return out
+
+    def post_balance_payment(self, invoice_id: str) -> Outcome:
+        """After the bounded wait: the credit missing before an invoice the balance paid (no
+        record booked here explains it) is booked as a credit memo ``cm_balpay_…`` dated at
+        the invoice, and applied like any other credit (the seed rule's memo)."""
+        invoice = self._invoice(invoice_id)
+        if invoice is None or not invoice.customer or self._without_customer(invoice.customer):
+            return Outcome()
+        missing = self._allocation(invoice.customer).missing.get(invoice_id, 0)
+        if missing <= 0:
+            return Outcome()  # a use, not a credit, is missing: nothing to book for it
+        when = _ms(invoice.finalized_at or invoice.created)
+        memo = ids.balance_payment_memo(invoice_id)
+        self._note_balance(invoice.customer, "credits", memo, [when, missing, "balpay", invoice_id])
+        return self._book_invoice(invoice_id)
 
     def _awaiting_void(self, invoice: Invoice) -> bool:
         """The invoice is settled (paid, void, uncollectible) and its own amounts show that a
@@ -440,7 +569,7 @@ class Ledger:
                 credited += int(rec["amount"])
         # Stripe's amount due is the total less the issued pre-payment credit notes and the
         # customer balance applied
-        return credited > invoice.total - invoice.amount_due
+        return credited > invoice.total - invoice.amount_due - invoice.balance_applied
 
     def _book_charge(self, charge_id: str) -> Outcome:
         charge = self._charge(charge_id)
@@ -508,9 +637,12 @@ class Ledger:
             ),
         )
 
-    def _book_credit_note(self, note_id: str, with_invoice: bool = True) -> Outcome:
+    def _book_credit_note(
+        self, note_id: str, with_invoice: bool = True, rebalance: bool = True
+    ) -> Outcome:
         """The credit note's memo; then (``with_invoice``) its invoice and what hangs on it
-        again, since a payment or the invoice's closing may wait for this note's void."""
+        again, since a payment or the invoice's closing may wait for this note's void; and
+        (``rebalance``) the customer's balance, when the note credits it."""
         note = CreditNote.from_record(thaw(self.credit_notes[note_id]))
         invoice = self._invoice(note.invoice)
         if invoice is None:
@@ -523,12 +655,32 @@ class Ledger:
                 waiting={note_id: f"its void (invoice {invoice.id} was settled without it)"}
             )
         else:
+            customer_id = note.customer or invoice.customer
+            customer = self._customer(customer_id)
+            involved = False
+            if customer_id:
+                live = synced(
+                    note.metadata,
+                    self.cfg,
+                    invoice.metadata,
+                    customer.metadata if customer else None,
+                )
+                credit = note.to_balance if live else 0
+                involved = self._note_balance(
+                    customer_id,
+                    "credits",
+                    ids.credit_memo(note.id),
+                    [_ms(note.created), credit, "credit_note", note.id] if credit else None,
+                )
+            applied = self._allocation(customer_id).of(ids.credit_memo(note.id)) if involved else []
             out = self._guard(
                 note_id,
                 lambda: credit_note_commands(
-                    note, self.cfg, invoice, self._customer(note.customer or invoice.customer)
+                    note, self.cfg, invoice, customer, balance_applied=applied
                 ),
             )
+            if involved and rebalance and customer_id:
+                out.extend(self._rebalance(customer_id, skip=note_id))
         if with_invoice:
             out.extend(self._book_invoice(invoice.id))
         return out

@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from ledgerstream.accounting import ids
+from ledgerstream.accounting.balance import Allocation
 from ledgerstream.accounting.model import (
     Charge,
     Controls,
@@ -348,17 +349,34 @@ def invoice_lines(invoice: Invoice, cfg: AccountingSettings) -> tuple[list[dict[
     return lines, running
 
 
+def _applied(applied: Iterable[tuple[str, int]], currency: str) -> dict[str, Any]:
+    """An ``apply`` sublist: each invoice and the amount (minor units) applied to it."""
+    return {
+        "items": [
+            {
+                "doc": ref("invoice", invoice_id),
+                "apply": True,
+                "amount": to_netsuite(amount, currency),
+            }
+            for invoice_id, amount in applied
+        ]
+    }
+
+
 def invoice_commands(
     invoice: Invoice,
     cfg: AccountingSettings,
     customer: Customer | None = None,
     close: bool = True,
+    balance: Allocation | None = None,
 ) -> list[Command]:
     """An open, paid, void or uncollectible Stripe invoice → NetSuite invoice (+ its needs).
 
-    Negative totals become a zero invoice plus a credit memo for the customer's balance;
-    void and uncollectible invoices are then closed by ``closing_commands`` (unless ``close``
-    is false: the ledger holds the closing back while a credit note's void is on its way).
+    Negative totals become a zero invoice plus a credit memo for the customer's balance, applied
+    to the later invoices the balance paid (``balance``: how the customer's balance credits
+    are applied, ``balance.allocate``); void and uncollectible invoices are then closed by
+    ``closing_commands`` (unless ``close`` is false: the ledger holds the closing back while a
+    credit note's void is on its way).
     """
     if invoice.status == "draft" or not synced(invoice.metadata, cfg, _md(customer)):
         return []
@@ -425,6 +443,9 @@ def invoice_commands(
                     }
                 ]
             },
+            "apply": _applied(
+                balance.of(ids.balance_memo(invoice.id)) if balance else [], invoice.currency
+            ),
         }
         out.append(
             Command(
@@ -439,8 +460,59 @@ def invoice_commands(
             )
         )
     if close and invoice.status in ("void", "uncollectible"):
-        out += closing_commands(invoice, cfg, customer)
+        closing = balance.of(ids.closing_memo(invoice.id)) if balance else []
+        out += closing_commands(invoice, cfg, customer, closing)
     return out
+
+
+def balance_payment_commands(
+    invoice: Invoice,
+    cfg: AccountingSettings,
+    amount: int,
+    customer: Customer | None = None,
+    balance_applied: Iterable[tuple[str, int]] = (),
+) -> list[Command]:
+    """A credit on the customer's balance that no record booked here explains (adjusted by
+    hand in Stripe, or credited before the pipeline's history), found missing when this
+    invoice was paid from the balance → a credit memo ``cm_balpay_…`` of that amount, the
+    amount in its memo, applied to the invoice (and any later one it pays: ``balance_applied``,
+    from ``balance.allocate``)."""
+    if amount <= 0 or not synced(invoice.metadata, cfg, _md(customer)):
+        return []
+    who, _ = customer_ref(invoice.customer, customer, cfg)
+    cur = invoice.currency
+    day, note = tran_date(invoice.finalized_at or invoice.created, cfg)
+    label = f"Paid from the customer's Stripe balance: {to_decimal(amount, cur)} {cur.upper()}"
+    body = {
+        "entity": who,
+        "subsidiary": {"id": cfg.netsuite_subsidiary_id},
+        "currency": currency_ref(cur, cfg),
+        "createdFrom": ref("invoice", invoice.id),
+        "tranDate": day,
+        "memo": ids.memo(invoice.id, label, note),
+        "item": {
+            "items": [
+                {
+                    "item": {"id": cfg.netsuite_global_item_id},
+                    "description": label,
+                    "amount": to_netsuite(amount, cur),
+                }
+            ]
+        },
+        "apply": _applied(balance_applied, cur),
+    }
+    return [
+        Command(
+            "creditMemo",
+            ids.balance_payment_memo(invoice.id),
+            body,
+            "invoice",
+            invoice.id,
+            None,
+            _events(invoice.event_id),
+            order=_order(invoice.id),
+        )
+    ]
 
 
 def out_of_band_commands(
@@ -514,9 +586,16 @@ def out_of_band_commands(
 
 
 def closing_commands(
-    invoice: Invoice, cfg: AccountingSettings, customer: Customer | None = None
+    invoice: Invoice,
+    cfg: AccountingSettings,
+    customer: Customer | None = None,
+    balance_applied: Iterable[tuple[str, int]] = (),
 ) -> list[Command]:
-    """Close a voided or uncollectible invoice with a credit memo applied to it."""
+    """Close a voided or uncollectible invoice with a credit memo applied to it.
+
+    A voided invoice that the customer's balance had paid part of gives that part back to the
+    balance: the memo is that much larger, the excess its open credit, applied to the later
+    invoices the balance pays (``balance_applied``, from ``balance.allocate``)."""
     if invoice.status not in ("void", "uncollectible") or not synced(
         invoice.metadata, cfg, _md(customer)
     ):
@@ -525,11 +604,12 @@ def closing_commands(
         return []
     # what is still owed: Stripe's amount due is the total less its pre-payment credit notes
     # (whose credit memos are applied to the invoice already) and the customer balance applied
-    remaining = invoice.amount_due - invoice.amount_paid
-    if remaining <= 0:
+    remaining = max(0, invoice.amount_due - invoice.amount_paid)
+    credit = remaining + invoice.balance_returned
+    if credit <= 0:
         return []
     who, _ = customer_ref(invoice.customer, customer, cfg)
-    if remaining == invoice.total:
+    if credit == invoice.total:
         lines, _ = invoice_lines(invoice, cfg)  # reverse the revenue item by item
     else:
         lines = [
@@ -539,6 +619,15 @@ def closing_commands(
                 "amount": to_netsuite(remaining, invoice.currency),
             }
         ]
+        if invoice.balance_returned:
+            lines.append(
+                {
+                    "item": {"id": cfg.netsuite_global_item_id},
+                    "description": f"Customer balance returned by the void of {invoice.id}",
+                    "amount": to_netsuite(invoice.balance_returned, invoice.currency),
+                }
+            )
+        lines = [ln for ln in lines if ln["amount"]]
     when = invoice.voided_at or invoice.marked_uncollectible_at or invoice.created
     day, note = tran_date(when, cfg)
     body = {
@@ -549,15 +638,10 @@ def closing_commands(
         "tranDate": day,
         "memo": ids.memo(invoice.id, f"Invoice {invoice.status}", note),
         "item": {"items": lines},
-        "apply": {
-            "items": [
-                {
-                    "doc": ref("invoice", invoice.id),
-                    "apply": True,
-                    "amount": to_netsuite(remaining, invoice.currency),
-                }
-            ]
-        },
+        "apply": _applied(
+            [*([(invoice.id, remaining)] if remaining else []), *balance_applied],
+            invoice.currency,
+        ),
     }
     return [
         Command(
@@ -816,8 +900,13 @@ def credit_note_commands(
     cfg: AccountingSettings,
     invoice: Invoice | None = None,
     customer: Customer | None = None,
+    balance_applied: Iterable[tuple[str, int]] = (),
 ) -> list[Command]:
     """An issued credit note → a credit memo, applied to the invoice while it is still open.
+
+    A post-payment credit note neither refunded nor settled outside Stripe credits the
+    customer's balance: its memo is that open credit, applied to the later invoices the balance
+    pays (``balance_applied``, from ``balance.allocate``).
 
     A post-payment credit note that was refunded gets its customer refund from the refund
     flow (the refund names this credit note), so no record is written twice.
@@ -829,6 +918,11 @@ def credit_note_commands(
     if note.status not in ("issued", "void") or not synced(
         note.metadata, cfg, _md(invoice), _md(customer)
     ):
+        return []
+    if note.type == "post_payment" and note.refund:
+        # refunded: Stripe made the refund with it, and the refund's own flow books it (its
+        # credit memo cm_re_… closed by the customer refund); a memo of the note as well would
+        # leave the customer credited twice
         return []
     voided = note.status == "void"
     who, needs = customer_ref(
@@ -867,15 +961,9 @@ def credit_note_commands(
     if voided:
         body["apply"] = {"items": []}  # replaces the sublist: applied to nothing any more
     elif note.type == "pre_payment":
-        body["apply"] = {
-            "items": [
-                {
-                    "doc": ref("invoice", note.invoice),
-                    "apply": True,
-                    "amount": to_netsuite(note.amount, cur),
-                }
-            ]
-        }
+        body["apply"] = _applied([(note.invoice, note.amount)], cur)
+    elif note.to_balance:
+        body["apply"] = _applied(balance_applied, cur)
     return [
         *needs,
         Command(

@@ -181,6 +181,8 @@ class Invoice:
     marked_uncollectible_at: datetime | None = None
     paid_at: datetime | None = None
     paid_out_of_band: bool = False
+    starting_balance: int | None = None
+    ending_balance: int | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
     event_id: str | None = None
 
@@ -223,6 +225,8 @@ class Invoice:
             marked_uncollectible_at=rec.get("marked_uncollectible_at"),
             paid_at=rec.get("paid_at"),
             paid_out_of_band=bool(rec.get("paid_out_of_band")),
+            starting_balance=rec.get("starting_balance"),
+            ending_balance=rec.get("ending_balance"),
             metadata=dict(rec.get("metadata") or {}),
             event_id=rec.get("event_id"),
         )
@@ -231,6 +235,26 @@ class Invoice:
     def tax(self) -> int:
         """Exclusive tax on top of the lines (inclusive tax is already inside line amounts)."""
         return sum(t.amount for t in self.total_taxes if not t.inclusive)
+
+    @property
+    def balance_applied(self) -> int:
+        """What the customer's credit balance paid of it at finalization (minor units): Stripe
+        takes it off ``amount_due`` (``ending_balance - starting_balance`` of a credit)."""
+        start, end = self.starting_balance, self.ending_balance
+        if start is None or end is None or start >= 0:
+            return 0
+        return max(0, min(end, 0) - start)
+
+    @property
+    def balance_returned(self) -> int:
+        """What voiding it gave back to the customer's balance (Stripe, since API version
+        2019-12-03): all the balance had paid of it."""
+        return self.balance_applied if self.status == "void" else 0
+
+    @property
+    def to_balance(self) -> int:
+        """The credit a negative invoice adds to the customer's balance."""
+        return -self.total if self.total < 0 and self.status != "draft" else 0
 
 
 @dataclass(frozen=True)
@@ -358,6 +382,15 @@ class CreditNote:
     created: datetime
     metadata: Mapping[str, str] = field(default_factory=dict)
     event_id: str | None = None
+    out_of_band_amount: int = 0
+
+    @property
+    def to_balance(self) -> int:
+        """What an issued post-payment credit note credits to the customer's balance: what
+        it neither refunded nor settled outside Stripe (Stripe's credit_amount)."""
+        if self.type != "post_payment" or self.status != "issued" or self.refund:
+            return 0
+        return max(0, self.amount - self.out_of_band_amount)
 
     @classmethod
     def from_record(cls, rec: Mapping[str, Any]) -> CreditNote:
@@ -379,6 +412,7 @@ class CreditNote:
             created=rec["created"],
             metadata=dict(rec.get("metadata") or {}),
             event_id=rec.get("event_id"),
+            out_of_band_amount=int(rec.get("out_of_band_amount") or 0),
         )
 
 

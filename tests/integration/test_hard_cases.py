@@ -190,3 +190,51 @@ def _posted_deposits(
     assert {(r["type"], r["externalId"]) for r in records} == expected
     assert consume_all(pipe.prefix + "netsuite.commands.dlq", timeout=3) == []
     return got
+
+
+def test_the_customer_balance_in_netsuite_is_stripe_s_after_the_whole_pipeline(
+    tmp_path: Path,
+) -> None:
+    """Issue 12: credit notes credited to the customer's balance and invoices paid from it
+    (in full, or in part beside a charge), through the pipeline: NetSuite holds exactly the
+    reference booking's records, and each customer's open credit there (its credit memos less
+    what they are applied to and what refunds paid out) is its Stripe ``customer.balance``."""
+    history = generate(SCENARIOS[6])  # balance_credit_rate 0.8
+    book = reference_booking(history, CFG)
+    expected = {(c.record_type, c.external_id) for c in book.commands.values()}
+    records, dead = written_by_pipeline(tmp_path, history, history.events, expected)
+    assert {(r["type"], r["externalId"]) for r in records} == expected
+    assert dead == []
+    by_id = {str(r["id"]): r for r in records}
+    refunded: dict[str, Decimal] = {}
+    for r in records:
+        if r["type"] == "customerRefund":
+            for line in r["apply"]["items"]:
+                target = by_id[str(line["doc"]["id"])]
+                if target["type"] == "creditMemo":
+                    key = target["externalId"]
+                    refunded[key] = refunded.get(key, Decimal(0)) + Decimal(str(line["amount"]))
+    credit: dict[str, int] = {}
+    applied_to_invoices = 0
+    for r in records:
+        if r["type"] != "creditMemo":
+            continue
+        total = sum(Decimal(str(x["amount"])) for x in r["item"]["items"])
+        applied = sum(Decimal(str(x["amount"])) for x in r.get("apply", {}).get("items", []))
+        if r["externalId"].startswith("cm_cn_") and applied:
+            applied_to_invoices += 1
+        left = total - applied - refunded.get(r["externalId"], Decimal(0))
+        assert left >= 0, r["externalId"]
+        customer = by_id[str(r["entity"]["id"])]["externalId"]
+        currency = next(
+            o["currency"]
+            for o in history.objects.values()
+            if o["object"] == "invoice" and o["customer"] == customer
+        )
+        credit[customer] = credit.get(customer, 0) + to_minor(left, currency)
+    assert applied_to_invoices  # balance credits paid later invoices
+    balances = {
+        o["id"]: -o["balance"] for o in history.objects.values() if o["object"] == "customer"
+    }
+    assert any(balances.values())
+    assert {c: credit.get(c, 0) for c in balances} == balances

@@ -83,6 +83,17 @@ SCENARIOS = [
         blocked_rate=0.3,
         second_charge_rate=0.3,
     ),
+    # post-payment credit notes credited to the customer's balance, which the next invoices
+    # take off their amount due (some paid by it in full, some voided: it comes back)
+    Scenario(
+        seed=14,
+        customers=6,
+        months=4,
+        credit_note_rate=0.5,
+        balance_credit_rate=0.8,
+        failure_rate=0.3,
+        refund_rate=0.1,
+    ),
 ]
 _HISTORIES: dict[Scenario, History] = {}
 
@@ -161,7 +172,15 @@ def run(feed: list[tuple[str, dict[str, Any]]]) -> tuple[dict[str, Command], dic
 @pytest.mark.parametrize(
     "scenario",
     SCENARIOS,
-    ids=["multicurrency", "failures", "credit-notes", "long-invoices", "out-of-band", "blocked"],
+    ids=[
+        "multicurrency",
+        "failures",
+        "credit-notes",
+        "long-invoices",
+        "out-of-band",
+        "blocked",
+        "balance",
+    ],
 )
 def test_in_order_feed_equals_the_reference_booking(scenario: Scenario) -> None:
     h = history(scenario)
@@ -695,3 +714,113 @@ def deposit_total(body: dict[str, Any], currency: str) -> int:
         + sum(minor(o["amount"]) for o in body.get("other", {}).get("items", []))
         - sum(minor(c["amount"]) for c in body.get("cashback", {}).get("items", []))
     )
+
+
+def open_credit(last: dict[str, Command]) -> dict[str, int]:
+    """Each customer's open credit in NetSuite (minor units), as the latest commands leave it:
+    what its credit memos credit less what they are applied to and what refunds pay out."""
+    refunded: dict[str, Decimal] = defaultdict(Decimal)
+    for cmd in last.values():
+        if cmd.record_type == "customerRefund":
+            for line in cmd.body["apply"]["items"]:
+                if line["doc"]["$ref"]["type"] == "creditMemo":
+                    refunded[line["doc"]["$ref"]["externalId"]] += Decimal(str(line["amount"]))
+    credit: dict[str, int] = defaultdict(int)
+    for cmd in last.values():
+        if cmd.record_type != "creditMemo":
+            continue
+        total = sum((Decimal(str(ln["amount"])) for ln in cmd.body["item"]["items"]), Decimal(0))
+        applied = sum(
+            (Decimal(str(ln["amount"])) for ln in cmd.body.get("apply", {}).get("items", [])),
+            Decimal(0),
+        )
+        left = total - applied - refunded[cmd.external_id]
+        assert left >= 0, cmd.key
+        customer = cmd.body["entity"]["$ref"]["externalId"]
+        currency = {v: k for k, v in CFG.netsuite_currency_ids.items()}[cmd.body["currency"]["id"]]
+        credit[customer] += to_minor(left, currency)
+    return credit
+
+
+def balance_history() -> History:
+    h = history(SCENARIOS[6])
+    paid_by_balance = [
+        o
+        for o in h.objects.values()
+        if o["object"] == "invoice"
+        and (o["starting_balance"] or 0) < 0
+        and o["ending_balance"] != o["starting_balance"]
+    ]
+    assert any(o["amount_due"] == 0 and o["status"] == "paid" for o in paid_by_balance)
+    assert any(o["amount_due"] > 0 for o in paid_by_balance)  # partly by balance, partly charged
+    return h
+
+
+def test_the_customer_s_open_credit_in_netsuite_is_its_stripe_balance() -> None:
+    """Issue 12: post-payment credit notes credited to the customer's balance stay open credit
+    memos, applied to the invoices that balance later pays (oldest credit first), so each
+    customer's open credit in NetSuite equals its Stripe balance; nothing waits."""
+    h = balance_history()
+    last, waiting = run(records(h))
+    assert waiting == {}
+    credit = open_credit(last)
+    balances = {o["id"]: -o["balance"] for o in h.objects.values() if o["object"] == "customer"}
+    assert any(balances.values()) and any(not b for b in balances.values())
+    assert {c: credit.get(c, 0) for c in balances} == balances
+    used = [
+        (c.external_id, line["doc"]["$ref"]["externalId"])
+        for c in last.values()
+        if c.external_id.startswith("cm_cn_")
+        for line in c.body.get("apply", {}).get("items", [])
+    ]
+    assert used  # the credits were applied to later invoices, not left beside new memos
+    assert not any(k.startswith("creditMemo/cm_balpay_") for k in last)
+
+
+def test_a_balance_credit_never_seen_is_booked_after_the_wait_by_the_seed_rule() -> None:
+    """A credit on the balance that no record here explains (adjusted by hand in Stripe): the
+    invoice it paid waits for it, and after the wait a credit memo cm_balpay_ of the missing
+    amount is applied to it, the amount in its memo; open credit and Stripe balance agree."""
+    h = balance_history()
+    feed = records(h)
+    credited = [
+        r
+        for t, r in feed
+        if t == "stripe.credit_note" and r["type"] == "post_payment" and not r["refund"]
+    ]
+    dropped = credited[0]["id"]
+    tables: dict[str, dict[str, Any]] = defaultdict(dict)
+    ledger = Ledger(CFG, lambda name: tables[name])
+    last: dict[str, Command] = {}
+    waiting: dict[str, str] = {}
+
+    def apply(outcome: Any) -> None:
+        for cmd in outcome.commands:
+            last[cmd.key] = cmd
+            assert not applied_beyond_totals(last)
+        for oid in outcome.ready:
+            waiting.pop(oid, None)
+        waiting.update(outcome.waiting)
+
+    for topic, rec in feed:
+        if rec["id"] != dropped:
+            apply(ledger.apply(topic, rec))
+    late = sorted(w for w, why in waiting.items() if "customer's balance" in why)
+    assert late and set(waiting) == set(late)
+    for invoice_id in late:
+        apply(ledger.post_balance_payment(invoice_id))
+    assert waiting == {}
+    [memo] = [c for k, c in last.items() if k.startswith("creditMemo/cm_balpay_")]
+    assert memo.external_id == f"cm_balpay_{late[0]}"
+    assert "Paid from the customer's Stripe balance" in memo.body["memo"]
+    note = next(r for t, r in feed if r["id"] == dropped)
+    assert (
+        sum(
+            to_minor(Decimal(str(ln["amount"])), note["currency"])
+            for ln in memo.body["item"]["items"]
+        )
+        == note["amount"]
+    )  # exactly the credit that was never seen
+    balances = {o["id"]: -o["balance"] for o in h.objects.values() if o["object"] == "customer"}
+    credit = open_credit(last)
+    assert {c: credit.get(c, 0) for c in balances} == balances

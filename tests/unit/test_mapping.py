@@ -637,11 +637,22 @@ def test_credit_notes() -> None:
     [cmd] = credit_note_commands(note, CFG)
     assert cmd.external_id == "cm_cn_1"
     assert cmd.body["apply"]["items"][0]["amount"] == Decimal("15.00")
-    post = replace(note, type="post_payment")
-    assert "apply" not in credit_note_commands(post, CFG)[0].body
+    # refunded after payment: the refund's flow books it (cm_re_ and the customer refund);
+    # a memo of the note too would credit the customer twice
+    assert credit_note_commands(replace(note, type="post_payment", refund="re_1"), CFG) == []
+    # not refunded: Stripe credits the customer's balance; the memo is that open credit,
+    # applied to the invoices the balance pays later (issue 12)
+    credit = replace(note, type="post_payment")
+    assert credit.to_balance == 1500
+    assert credit_note_commands(credit, CFG)[0].body["apply"] == {"items": []}
+    [applied] = credit_note_commands(credit, CFG, balance_applied=[("in_2", 1000)])
+    assert applied.body["apply"]["items"] == [
+        {"doc": {"$ref": {"type": "invoice", "externalId": "in_2"}}, "apply": True,
+         "amount": Decimal("10.00")}
+    ]  # fmt: skip
     # voided: the same credit memo, every line at zero and applied to nothing, as NetSuite
     # voids one; the other sublists stay as they were
-    for issued in (note, post):
+    for issued in (note, credit):
         [issued_cmd] = credit_note_commands(issued, CFG)
         [void] = credit_note_commands(replace(issued, status="void"), CFG)
         assert (void.record_type, void.external_id) == ("creditMemo", "cm_cn_1")

@@ -66,9 +66,16 @@ class _CreditNotes(_Payments):
             if total > charge.obj["amount"] - charge.obj["amount_refunded"] or total <= 0:
                 return
         refund_id = None
+        to_balance = None
         if kind == "post_payment":
             assert charge is not None
-            refund_id = self._refund(charge, total, None)["id"]
+            credit_rate = self.scenario.balance_credit_rate
+            if credit_rate and self.balance_rng.random() < credit_rate:
+                # credited to the customer's balance, for the next invoices to take off
+                to_balance = self.ids.long("cbtxn_", t)
+                self._change_balance(bill.customer.obj, -total, t + 1)
+            else:
+                refund_id = self._refund(charge, total, None)["id"]
         bill.credit_notes += 1
         credit_note_id = self.ids.long("cn_", t)
         discount_amounts = (
@@ -103,7 +110,7 @@ class _CreditNotes(_Payments):
                 "created": t + 1,
                 "currency": currency,
                 "customer": invoice["customer"],
-                "customer_balance_transaction": None,
+                "customer_balance_transaction": to_balance,
                 "discount_amount": discount,
                 "discount_amounts": discount_amounts,
                 "effective_at": t + 1,
@@ -149,6 +156,12 @@ class _CreditNotes(_Payments):
             self._at(
                 t + self._between(10 * 60, HOUR), partial(self._void_credit_note, bill, credit_note)
             )
+
+    def _change_balance(self, customer: Obj, amount: int, t: int) -> None:
+        """The customer's balance moves by ``amount`` (negative: a credit): customer.updated."""
+        previous = {"balance": customer["balance"]}
+        customer["balance"] += amount
+        self._emit("customer.updated", t, customer, previous)
 
     def _void_credit_note(self, bill: _Bill, credit_note: Obj) -> None:
         """Void a pre-payment credit note: the invoice owes its amount again."""

@@ -90,6 +90,7 @@ class _Engine:
         self.payout_failure_rng = random.Random(f"{scenario.seed}-payout-failure")
         self.blocked_rng = random.Random(f"{scenario.seed}-blocked")
         self.second_charge_rng = random.Random(f"{scenario.seed}-second-charge")
+        self.balance_rng = random.Random(f"{scenario.seed}-balance")
         self.ids = _Ids(self.rng)
         self.collect = collect
         self.objects: dict[str, Obj] = {}

@@ -393,7 +393,16 @@ class _Invoices(_CreditNotes, _Catalogue):
         invoice["status"] = "open"
         invoice["status_transitions"]["finalized_at"] = t
         invoice["effective_at"] = t
-        invoice["ending_balance"] = 0
+        # the customer's credit balance pays what it can of the invoice (Stripe applies it at
+        # finalization); a balance of 0 leaves the invoice as it was
+        balance = bill.customer.obj["balance"]
+        invoice["starting_balance"] = balance
+        if balance < 0 and invoice["amount_due"] > 0:
+            used = min(-balance, invoice["amount_due"])
+            invoice["amount_due"] -= used
+            invoice["amount_remaining"] -= used
+            self._change_balance(bill.customer.obj, used, t)
+        invoice["ending_balance"] = bill.customer.obj["balance"]
         # Stripe creates no PaymentIntent for an invoice with nothing to pay.
         invoice["payment_intent"] = self.ids.long("pi_", t) if invoice["amount_due"] else None
         page = f"{self._account}/test_{invoice['id'][3:]}"
@@ -557,3 +566,6 @@ class _Invoices(_CreditNotes, _Catalogue):
         invoice["status_transitions"]["voided_at"] = t
         invoice["next_payment_attempt"] = None
         self._emit("invoice.voided", t, invoice)
+        used = (invoice["ending_balance"] or 0) - (invoice["starting_balance"] or 0)
+        if used > 0:  # the balance it had paid goes back to the customer
+            self._change_balance(bill.customer.obj, -used, t)

@@ -64,6 +64,11 @@ class Scenario:
     # succeeded charge on the paid invoice, which Stripe keeps and pays out); own stream for
     # the draw, not drawn at 0 (the second charge itself draws from the main stream)
     second_charge_rate: float = 0.0
+    # share of post-payment credit notes credited to the customer's balance instead of
+    # refunded: the next invoices finalized for the customer take it off their amount due
+    # (starting_balance/ending_balance; one the balance pays in full is paid without a charge),
+    # and voiding such an invoice gives it back; own stream, not drawn at 0
+    balance_credit_rate: float = 0.0
 
     def __post_init__(self) -> None:
         if self.customers < 1 or self.months < 1:
@@ -90,6 +95,7 @@ class Scenario:
             self.payout_failure_rate,
             self.blocked_rate,
             self.second_charge_rate,
+            self.balance_credit_rate,
         )
         if not all(0.0 <= rate <= 1.0 for rate in rates):
             raise ValueError("rates must lie between 0 and 1")
