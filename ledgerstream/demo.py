@@ -1,10 +1,10 @@
-"""The main job on the local stack: three signed Stripe webhooks in, NetSuite records out.
+"""The main job on the local stack: four signed Stripe webhooks in, NetSuite records out.
 
 Starts the local stack (unless servers are given in the environment), runs every component as
-its own process through the CLI, delivers ``customer.created``, ``invoice.finalized`` and
-``charge.succeeded`` as signed webhooks, waits for the NetSuite emulator to hold the customer,
-the invoice and the payment applied to it, prints them and the Stripe metadata updates, then
-stops what it started.
+its own process through the CLI, delivers ``customer.created``, ``invoice.finalized``,
+``charge.succeeded`` and ``invoice.paid`` as signed webhooks, waits for the NetSuite emulator
+to hold the customer, the invoice and the payment applied to it, prints them and the Stripe
+metadata updates, then stops what it started.
 """
 
 from __future__ import annotations

@@ -36,6 +36,11 @@ STRIPE_PRICE = TopicSpec("stripe.price", "stripe_price", compacted=True)
 STRIPE_COUPON = TopicSpec("stripe.coupon", "stripe_coupon", compacted=True)
 NETSUITE_COMMANDS = TopicSpec("netsuite.commands", "netsuite_command")
 NETSUITE_BACKREFS = TopicSpec("netsuite.backrefs", "netsuite_backref", compacted=True)
+# deposits the sink wrote with records on suspense, by command key (a tombstone once written
+# whole): a restarted sink still rewrites them when those records are written
+NETSUITE_SUSPENDED = TopicSpec(
+    "netsuite.suspended", "netsuite_command", compacted=True, dead_letters=False
+)
 # durable positions of the pollers (last Stripe event seen), one key per poller
 CURSORS = TopicSpec("ledgerstream.cursors", None, compacted=True, dead_letters=False)
 
@@ -57,6 +62,7 @@ ALL = (
     STRIPE_PAYOUT_TRANSACTIONS,
     NETSUITE_COMMANDS,
     NETSUITE_BACKREFS,
+    NETSUITE_SUSPENDED,
     CURSORS,
 )
 

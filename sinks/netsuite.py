@@ -19,7 +19,10 @@ Dependencies: a command waits until every record it references has an internal i
 sink knows from the compacted back-reference topic (read at start, then followed) and from its
 own writes; it never queries NetSuite for them. The committed offset of a partition never passes
 a waiting command, so a restart re-reads it. A command still waiting after
-``LEDGER_SINK_DEPENDENCY_TIMEOUT_S`` goes to the dead-letter topic.
+``LEDGER_SINK_DEPENDENCY_TIMEOUT_S`` goes to the dead-letter topic, except a deposit: it is
+written with the payment lines of the records still missing on the suspense account, kept on
+the compacted ``netsuite.suspended`` topic, and rewritten when they are written (BEHAVIOR.md,
+"Deposits always post").
 
 Errors: 429, 5xx, timeouts, dropped connections, non-fatal 401s and "record has been changed"
 are retried with jittered exponential backoff, without end (an outage stalls the sink; it does
@@ -167,6 +170,37 @@ class BackrefIndex:
         self.consumer.close()
 
 
+def read_compacted(topic: str, serde: Serde) -> dict[bytes, Any]:
+    """The latest value of every key of a compacted topic (None: a tombstone), read up to the
+    end offsets seen at start."""
+    consumer = Consumer(
+        {
+            **settings.kafka().client_config(),
+            "group.id": "ledgerstream-compacted-reader-unused",  # assign() only, never committed
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    try:
+        md = consumer.list_topics(topic, timeout=10).topics[topic]
+        parts = [TopicPartition(topic, p, 0) for p in md.partitions]
+        consumer.assign(parts)
+        ends = {p.partition: end_offset(consumer, topic, p.partition) for p in parts}
+        position = {p: 0 for p in ends}
+        latest: dict[bytes, Any] = {}
+        while any(position[p] < end for p, end in ends.items()):
+            msg = consumer.poll(1.0)
+            if msg is None or msg.error():
+                continue
+            value = msg.value()
+            latest[msg.key() or b""] = None if value is None else serde.loads(value)
+            _, partition, offset = where(msg)
+            position[partition] = offset + 1
+        return latest
+    finally:
+        consumer.close()
+
+
 @dataclass
 class Pending:
     msg: Message | None  # None: a rewrite of a deposit already written (no offset of its own)
@@ -209,6 +243,8 @@ class NetSuiteSink(Stage):
             self.commands_topic, topics.NETSUITE_COMMANDS.schema or ""
         )
         self.backrefs = Serde(self.backrefs_topic, topics.NETSUITE_BACKREFS.schema or "")
+        self.suspended_topic = topics.name(topics.NETSUITE_SUSPENDED)
+        self.suspended_serde = Serde(self.suspended_topic, topics.NETSUITE_SUSPENDED.schema or "")
         self.group_id = self.cfg.sink_group_id
         self.batch_size = 500
         self.index = BackrefIndex()
@@ -223,8 +259,8 @@ class NetSuiteSink(Stage):
         self.waiting_on: dict[tuple[str, str], set[str]] = defaultdict(set)  # dep -> keys
         self.blocked: set[str] = set()  # keys whose head waits for a dependency
         # deposits written with records on suspense: their command, the records missing, and
-        # for each such record the deposits to rewrite once it is written (this process only:
-        # after a restart, replaying the deposit's command rewrites it; see BEHAVIOR.md)
+        # for each such record the deposits to rewrite once it is written (kept on the
+        # compacted netsuite.suspended topic too, for a restarted sink)
         self.suspended: dict[str, tuple[Command, frozenset[tuple[str, str]]]] = {}
         self.rewrite_on: dict[tuple[str, str], set[str]] = defaultdict(set)
         self.pending = 0  # commands read and not yet done
@@ -244,12 +280,29 @@ class NetSuiteSink(Stage):
     # ----------------------------------------------------------------- stage hooks
     def run(self) -> None:
         self.index.load()
+        self._restore_suspended()
         log.info(
-            "netsuite sink started: %d back-references known, concurrency %d",
+            "netsuite sink started: %d back-references known, %d deposits on suspense, "
+            "concurrency %d",
             len(self.index.ids),
+            len(self.suspended),
             self.limiter.ceiling,
         )
         self.runner.run()
+
+    def _restore_suspended(self) -> None:
+        """The deposits an earlier run wrote with records on suspense: rewritten at once if
+        those records were written since, else when they are."""
+        for value in read_compacted(self.suspended_topic, self.suspended_serde).values():
+            if value is None:
+                continue
+            cmd = Command.from_avro(value)
+            missing = frozenset(d for d in cmd.depends_on if d not in self.index.ids)
+            self.suspended[cmd.key] = (cmd, missing)
+            if not missing:
+                self._rewrite(cmd)
+            for dep in missing:
+                self.rewrite_on[dep].add(cmd.key)
 
     def stop(self, *_: Any) -> None:
         self.runner.stop()
@@ -414,14 +467,17 @@ class NetSuiteSink(Stage):
             entry = self.suspended.get(record)
             if entry is None or dep not in entry[1]:
                 continue  # written since without it missing
-            cmd = entry[0]
-            line = self.queues.setdefault(cmd.order_key, deque())
-            if any(p.cmd.key == cmd.key for p in line):
-                continue  # a version of it is queued already, and will be written
-            log.info("%s now written: rewriting %s %s", dep[1], cmd.record_type, cmd.external_id)
-            line.append(Pending(None, cmd))
-            if cmd.order_key not in self.in_flight:
-                self._advance(cmd.order_key)
+            log.info("%s now written: rewriting %s", dep[1], entry[0].key)
+            self._rewrite(entry[0])
+
+    def _rewrite(self, cmd: Command) -> None:
+        """Write a deposit written with records on suspense again (it does not wait)."""
+        line = self.queues.setdefault(cmd.order_key, deque())
+        if any(p.cmd.key == cmd.key for p in line):
+            return  # a version of it is queued already, and will be written
+        line.append(Pending(None, cmd))
+        if cmd.order_key not in self.in_flight:
+            self._advance(cmd.order_key)
 
     def _sweep_blocked(self) -> None:
         """Dead-letter heads that waited too long for their references."""
@@ -601,10 +657,14 @@ class NetSuiteSink(Stage):
     def _note_suspended(self, cmd: Command, suspended: tuple[tuple[str, str], ...]) -> None:
         """Remember a deposit written with records on suspense, to rewrite it when they are
         written; one written whole is forgotten (a newer version supersedes the older)."""
+        key = cmd.key.encode()
         if not suspended:
-            self.suspended.pop(cmd.key, None)
+            if self.suspended.pop(cmd.key, None) is not None:
+                self.runner.produce(self.suspended_topic, key=key, value=None)  # tombstone
             return
         self.suspended[cmd.key] = (cmd, frozenset(suspended))
+        value = self.suspended_serde.dumps(cmd.to_avro())
+        self.runner.produce(self.suspended_topic, key=key, value=value)
         for dep in suspended:
             self.rewrite_on[dep].add(cmd.key)
         # written in between (the deposit's write was under way): rewrite at once

@@ -205,6 +205,19 @@ def test_the_customer_balance_in_netsuite_is_stripe_s_after_the_whole_pipeline(
     records, dead = written_by_pipeline(tmp_path, history, history.events, expected)
     assert {(r["type"], r["externalId"]) for r in records} == expected
     assert dead == []
+    credit, applied_to_invoices = _open_credit(records, history)
+    assert applied_to_invoices  # balance credits paid later invoices
+    balances = {
+        o["id"]: -o["balance"] for o in history.objects.values() if o["object"] == "customer"
+    }
+    assert any(balances.values())
+    assert {c: credit.get(c, 0) for c in balances} == balances
+
+
+def _open_credit(records: list[dict[str, Any]], history: Any) -> tuple[dict[str, int], int]:
+    """Each customer's open credit in NetSuite (minor units): its credit memos less what they
+    are applied to and what customer refunds paid out of them; and how many credit-note memos
+    are applied to invoices."""
     by_id = {str(r["id"]): r for r in records}
     refunded: dict[str, Decimal] = {}
     for r in records:
@@ -232,9 +245,38 @@ def test_the_customer_balance_in_netsuite_is_stripe_s_after_the_whole_pipeline(
             if o["object"] == "invoice" and o["customer"] == customer
         )
         credit[customer] = credit.get(customer, 0) + to_minor(left, currency)
-    assert applied_to_invoices  # balance credits paid later invoices
+    return credit, applied_to_invoices
+
+
+def test_a_history_with_every_hard_case_ends_with_every_deposit_posted_and_balanced(
+    tmp_path: Path,
+) -> None:
+    """Issue 12, done when: a generated history with every case enabled (long invoices,
+    individuals, out-of-band and balance-paid invoices, captures, failed refunds and payouts,
+    blocked customers, second charges, credit notes voided or credited to the balance) goes
+    through the pipeline and ends with NetSuite holding exactly the reference booking, every
+    deposit posted and balanced (what NetSuite never got on suspense), nothing dead-lettered,
+    and every customer's open credit equal to its Stripe balance."""
+    history = generate(SCENARIOS[7])
+    book = reference_booking(history, CFG)
+    assert not book.waiting and not book.dead_letters
+    expected = {(c.record_type, c.external_id) for c in book.commands.values()}
+    deposits = {c.external_id: c for c in book.commands.values() if c.record_type == "deposit"}
+    never = {ref for c in deposits.values() for ref in find_refs(c.body) if ref not in expected}
+    assert never  # the blocked customer's payments and the second charges
+    want = {}
+    for eid, cmd in deposits.items():
+        missing = [r for r in find_refs(cmd.body) if r in never]
+        body = on_suspense(cmd.body, missing, CFG.netsuite_suspense_account_id)
+        assert body is not None
+        want[eid] = _deposit_view(body, {})
+    with pipeline_on_double(tmp_path, history, LEDGER_SINK_DEPENDENCY_TIMEOUT_S="30") as pipe:
+        post_webhooks(pipe, history.events)
+        got = _posted_deposits(pipe, want, expected)
+        records = pipe.records()
+    assert got == want
+    credit, _ = _open_credit(records, history)
     balances = {
         o["id"]: -o["balance"] for o in history.objects.values() if o["object"] == "customer"
     }
-    assert any(balances.values())
     assert {c: credit.get(c, 0) for c in balances} == balances

@@ -4,6 +4,8 @@ command key under faults, dead letters with NetSuite's error, wrong credentials 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -300,7 +302,8 @@ def test_a_deposit_posts_with_unwritten_records_on_suspense_and_is_rewritten_whe
     """Issue 12, deposits always post: a payout's deposit whose payments NetSuite never got
     (blocked through their customer, skipped, dead-lettered…) is not dead-lettered after the
     wait: it posts, balanced, with their lines on the suspense account labelled with their
-    Stripe ids, and is rewritten to deposit each one once it is written."""
+    Stripe ids, and is rewritten to deposit each one once it is written, by a sink restarted
+    in between too."""
     customer = _customer("cus_s")
     amounts = {"ch_s1": 4900, "ch_s2": 2500, "ch_s3": 1000, "ch_s4": 700}
     txns = [
@@ -362,6 +365,12 @@ def test_a_deposit_posts_with_unwritten_records_on_suspense_and_is_rewritten_whe
     assert "ON SUSPENSE until written: ch_s2, ch_s3" in stored["memo"]
     assert consume_all(topics.dlq_name(topics.NETSUITE_COMMANDS), timeout=3) == []
 
+    # the sink is killed and restarted before the missing record comes: the deposits it wrote
+    # on suspense are kept on the compacted netsuite.suspended topic
+    sink = pipe.procs.pop("sink")
+    os.killpg(sink.pid, signal.SIGKILL)
+    sink.wait()
+    pipe.start("sink-2", "sink", "netsuite", env={"LEDGER_SINK_DEPENDENCY_TIMEOUT_S": "10"})
     publish([payment("ch_s2")])  # written later (after a fix and a redrive)
     deadline = time.monotonic() + 60
     while (paid := deposited()[1]) != {"ch_s1", "ch_s2", "ch_s4"}:

@@ -94,6 +94,28 @@ SCENARIOS = [
         failure_rate=0.3,
         refund_rate=0.1,
     ),
+    # every hard case at once (issue 12's "done when": every deposit posts and balances,
+    # nothing is left waiting or dead-lettered)
+    Scenario(
+        seed=16,
+        customers=10,
+        months=3,
+        settlement_currencies=("usd", "jpy"),
+        refund_rate=0.2,
+        dispute_rate=0.1,
+        failure_rate=0.2,
+        credit_note_rate=0.3,
+        credit_note_void_rate=0.3,
+        long_invoice_rate=0.1,
+        individual_rate=0.3,
+        out_of_band_rate=0.2,
+        uncaptured_rate=0.3,
+        refund_failure_rate=0.2,
+        payout_failure_rate=0.1,
+        blocked_rate=0.15,
+        second_charge_rate=0.1,
+        balance_credit_rate=0.5,
+    ),
 ]
 _HISTORIES: dict[Scenario, History] = {}
 
@@ -180,6 +202,7 @@ def run(feed: list[tuple[str, dict[str, Any]]]) -> tuple[dict[str, Command], dic
         "out-of-band",
         "blocked",
         "balance",
+        "everything",
     ],
 )
 def test_in_order_feed_equals_the_reference_booking(scenario: Scenario) -> None:
