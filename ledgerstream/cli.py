@@ -515,10 +515,18 @@ def emulator_netsuite(
 # --------------------------------------------------------------------------- demo
 @main.command("demo")
 @click.option("--keep-running", is_flag=True, help="leave the components running afterwards")
-def demo_cmd(keep_running: bool) -> None:
+@click.option(
+    "--merchant",
+    is_flag=True,
+    help="instead of four webhooks, a generated merchant history with every hard case "
+    "(served by the Stripe double): prints every deposit and what went to suspense",
+)
+def demo_cmd(keep_running: bool, merchant: bool) -> None:
     """The main job on the local stack: signed webhooks in, NetSuite records out."""
-    from ledgerstream.demo import run_demo
+    from ledgerstream.demo import run_demo, run_merchant_demo
 
+    if merchant:
+        sys.exit(run_merchant_demo(echo=click.echo))
     sys.exit(run_demo(keep_running=keep_running, echo=click.echo))
 
 

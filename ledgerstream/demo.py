@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -76,3 +77,104 @@ def run_demo(keep_running: bool = False, echo: Callable[[str], None] = print) ->
             pipeline.stop()
             if started:
                 local_stack.down(only=started, echo=echo)
+
+
+# a merchant with every hard case of real accounts at once (BEHAVIOR.md), small enough to run
+# through the whole pipeline in a few minutes
+HARD_CASES: dict[str, Any] = {
+    "seed": 16,
+    "customers": 8,
+    "months": 2,
+    "refund_rate": 0.2,
+    "dispute_rate": 0.1,
+    "failure_rate": 0.2,
+    "credit_note_rate": 0.3,
+    "credit_note_void_rate": 0.3,
+    "long_invoice_rate": 0.1,
+    "individual_rate": 0.3,
+    "out_of_band_rate": 0.2,
+    "uncaptured_rate": 0.3,
+    "refund_failure_rate": 0.2,
+    "payout_failure_rate": 0.1,
+    "blocked_rate": 0.15,
+    "second_charge_rate": 0.1,
+    "balance_credit_rate": 0.5,
+}
+# the demo's wait for records NetSuite never gets before a deposit posts without them (on
+# suspense); the default, LEDGER_SINK_DEPENDENCY_TIMEOUT_S, is 900 s
+DEMO_DEPENDENCY_TIMEOUT_S = "30"
+
+
+def run_merchant_demo(echo: Callable[[str], None] = print) -> int:
+    """A generated merchant history with every hard case (long invoices, out-of-band and
+    balance-paid invoices, captures, failed refunds and payouts, blocked customers, second
+    charges, credit notes) served by the Stripe double, delivered as signed webhooks; prints
+    what NetSuite holds, every deposit's balance and what went to suspense."""
+    import os
+    from collections import Counter
+    from decimal import Decimal
+
+    from ledgerstream.testing.generator import Scenario, generate
+    from ledgerstream.testing.pipeline import AppThread
+    from ledgerstream.testing.reference import reference_booking
+    from ledgerstream.testing.stripe_double import StripeDouble
+
+    os.environ.setdefault("LEDGER_PROFILE", "local")  # the emulator's seeded set-up
+    history = generate(Scenario(**HARD_CASES))
+    expected = reference_booking(history, settings.AccountingSettings())
+    want = Counter(c.record_type for c in expected.commands.values())
+    started = local_stack.up(echo=echo)
+    run_dir = settings.stack().stack_state_dir / "demo" / time.strftime("merchant-%Y%m%dT%H%M%S")
+    stripe = AppThread(StripeDouble(history).app())
+    pipeline = Pipeline(
+        Path(run_dir),
+        extra_env={
+            "LEDGER_STRIPE_API_BASE": stripe.url,
+            "LEDGER_STRIPE_MAX_REQUESTS_PER_S": "1000",
+            "LEDGER_SINK_DEPENDENCY_TIMEOUT_S": DEMO_DEPENDENCY_TIMEOUT_S,
+        },
+    )
+    try:
+        echo(f"starting the pipeline (topics prefixed '{pipeline.prefix}', logs in {run_dir})")
+        pipeline.start_all()
+        kinds = Counter(e["type"] for e in history.events)
+        echo(f"delivering {len(history.events)} signed webhooks: {dict(kinds.most_common(8))} …")
+        for event in history.events:
+            body, signature = signed(event, pipeline.webhook_secret)
+            resp = requests.post(
+                pipeline.webhook_url,
+                data=body,
+                timeout=30,
+                headers={"Stripe-Signature": signature, "Content-Type": "application/json"},
+            )
+            resp.raise_for_status()
+        echo(
+            f"waiting for NetSuite to hold {sum(want.values())} records (deposits whose records "
+            f"NetSuite never gets post after {DEMO_DEPENDENCY_TIMEOUT_S} s here)"
+        )
+        records = pipeline.wait_for_records(dict(want), timeout=900)
+        echo(
+            "\nwritten to NetSuite (emulator): "
+            + ", ".join(f"{n} {t}" for t, n in sorted(want.items()))
+        )
+        for record in sorted(records, key=lambda r: str(r["externalId"])):
+            if record["type"] != "deposit":
+                continue
+
+            def total(sublist: str, field: str, record: Any = record) -> Decimal:
+                items = record.get(sublist, {}).get("items", [])
+                return sum((Decimal(str(x[field])) for x in items), Decimal(0))
+
+            amount = total("payment", "paymentAmount") + total("other", "amount")
+            amount -= total("cashback", "amount")
+            echo(f"--- deposit {record['externalId']}: {amount} — {record['memo']}")
+            for sublist in ("other", "cashback"):
+                for line in record.get(sublist, {}).get("items", []):
+                    if "on suspense" in line["memo"]:
+                        echo(f"      suspense {sublist:8} {line['amount']:>10}  {line['memo']}")
+        return 0
+    finally:
+        pipeline.stop()
+        stripe.close()
+        if started:
+            local_stack.down(only=started, echo=echo)

@@ -105,6 +105,8 @@ class Processor:
         self.waiting = self.table(waiting)  # object id -> {"reason", "since", "topic"}
         # waits already reported (per process: a restart reports again); pruned to what waits
         self.notified: set[str] = set()
+        # command key -> command_id being sent by an agent right now (see ``take``)
+        self.sending: dict[str, str] = {}
         commands_name = topics.name(topics.NETSUITE_COMMANDS)
         self.commands_serde = Serde(commands_name, topics.NETSUITE_COMMANDS.schema or "")
         self.commands_topic = self._raw_topic(commands_name)
@@ -208,11 +210,22 @@ class Processor:
 
     async def take(self, outcome: Outcome, event: faust.EventT, topic: str) -> None:
         """Send what changed, note what waits and dead-letter what cannot be mapped."""
-        emitted, waiting = self.emitted, self.waiting
+        emitted, waiting, sending = self.emitted, self.waiting, self.sending
         for cmd in outcome.commands:
-            if emitted.get(cmd.key) != cmd.command_id:
+            if cmd.command_id in (emitted.get(cmd.key), sending.get(cmd.key)):
+                continue
+            # noted before the send is awaited: the agents of the other input topics run
+            # between, and one of them may book the same record (a customer's arrival books
+            # its invoices); without it both sent the same command (seen: an invoice written
+            # twice in the slice test). Not the table: a command is marked sent there only
+            # once sent, or a worker killed in between would skip it when it reads it again
+            sending[cmd.key] = cmd.command_id
+            try:
                 await self.send(cmd)
                 emitted[cmd.key] = cmd.command_id
+            finally:
+                if sending.get(cmd.key) == cmd.command_id:
+                    del sending[cmd.key]
         for oid in outcome.ready:
             if waiting.get(oid) is not None:
                 waiting.pop(oid)
