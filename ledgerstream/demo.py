@@ -110,16 +110,19 @@ def run_merchant_demo(echo: Callable[[str], None] = print) -> int:
     balance-paid invoices, captures, failed refunds and payouts, blocked customers, second
     charges, credit notes) served by the Stripe double, delivered as signed webhooks; prints
     what NetSuite holds, every deposit's balance and what went to suspense."""
+    import logging
     import os
     from collections import Counter
     from decimal import Decimal
 
+    from ledgerstream.money import to_minor
     from ledgerstream.testing.generator import Scenario, generate
     from ledgerstream.testing.pipeline import AppThread
     from ledgerstream.testing.reference import reference_booking
     from ledgerstream.testing.stripe_double import StripeDouble
 
     os.environ.setdefault("LEDGER_PROFILE", "local")  # the emulator's seeded set-up
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # the double's every request
     history = generate(Scenario(**HARD_CASES))
     expected = reference_booking(history, settings.AccountingSettings())
     want = Counter(c.record_type for c in expected.commands.values())
@@ -153,6 +156,7 @@ def run_merchant_demo(echo: Callable[[str], None] = print) -> int:
             f"NetSuite never gets post after {DEMO_DEPENDENCY_TIMEOUT_S} s here)"
         )
         records = pipeline.wait_for_records(dict(want), timeout=900)
+        unbalanced = 0
         echo(
             "\nwritten to NetSuite (emulator): "
             + ", ".join(f"{n} {t}" for t, n in sorted(want.items()))
@@ -167,12 +171,20 @@ def run_merchant_demo(echo: Callable[[str], None] = print) -> int:
 
             amount = total("payment", "paymentAmount") + total("other", "amount")
             amount -= total("cashback", "amount")
-            echo(f"--- deposit {record['externalId']}: {amount} — {record['memo']}")
+            payout = history.objects[record["externalId"]]
+            paid = 0 if payout["status"] == "failed" else payout["amount"]
+            balanced = to_minor(amount, payout["currency"]) == paid
+            echo(
+                f"--- deposit {record['externalId']}: {amount} "
+                f"({'equals its payout' if balanced else 'DOES NOT EQUAL ITS PAYOUT'}) — "
+                f"{record['memo']}"
+            )
+            unbalanced += not balanced
             for sublist in ("other", "cashback"):
                 for line in record.get(sublist, {}).get("items", []):
                     if "on suspense" in line["memo"]:
                         echo(f"      suspense {sublist:8} {line['amount']:>10}  {line['memo']}")
-        return 0
+        return 1 if unbalanced else 0
     finally:
         pipeline.stop()
         stripe.close()
