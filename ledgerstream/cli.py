@@ -513,6 +513,77 @@ def emulator_netsuite(
 
 
 # --------------------------------------------------------------------------- demo
+@main.command("replay")
+@click.option(
+    "--group",
+    "component",
+    required=True,
+    type=click.Choice(["router", "payouts", "processor", "sink", "metadata"]),
+    help="the component whose consumer group to move",
+)
+@click.option("--from-beginning", is_flag=True, help="to the first record each partition holds")
+@click.option("--to-offset", type=int, default=None, help="to this offset in each partition")
+@click.option(
+    "--to-time",
+    default=None,
+    help="to the first record at or after this time (ISO 8601, e.g. 2026-11-01T00:00Z; UTC "
+    "when no zone is given)",
+)
+@click.option("--topic", default=None, help="only this input topic of the component")
+@click.option("--partition", type=int, default=None, help="only this partition")
+@click.option("--dry-run", is_flag=True, help="print the plan, move nothing")
+def replay_cmd(
+    component: str,
+    from_beginning: bool,
+    to_offset: int | None,
+    to_time: str | None,
+    topic: str | None,
+    partition: int | None,
+    dry_run: bool,
+) -> None:
+    """Read a period again: move a component's consumer group to an offset or a time.
+
+    Refused while the group has live members (stop the component's instances first). Replays
+    write nothing twice: every NetSuite write is an upsert on the Stripe id."""
+    from datetime import UTC, datetime
+
+    from ledgerstream.offsets import GroupBusy, apply, plan
+
+    if sum((from_beginning, to_offset is not None, to_time is not None)) != 1:
+        raise click.UsageError("give exactly one of --from-beginning, --to-offset, --to-time")
+    when = None
+    if to_time is not None:
+        try:
+            when = datetime.fromisoformat(to_time)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--to-time") from exc
+        when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    try:
+        group, moves = plan(
+            component, to_offset=to_offset, to_time=when, topic=topic, partition=partition
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    click.echo(f"consumer group {group}:")
+    for m in moves:
+        current = "none" if m.current is None else str(m.current)
+        click.echo(
+            f"  {m.topic}[{m.partition}]: {current} -> {m.target} "
+            f"(holds {m.low}..{m.high}; {m.reread:+d} records to read again)"
+        )
+    total = sum(max(0, m.reread) for m in moves)
+    click.echo(f"{total} records to read again")
+    if dry_run:
+        click.echo("dry run: nothing moved")
+        return
+    try:
+        apply(group, moves, echo=click.echo)
+    except GroupBusy as exc:
+        click.echo(f"refused: {exc}", err=True)
+        sys.exit(2)
+    click.echo("moved; start the component to read them")
+
+
 @main.command("demo")
 @click.option("--keep-running", is_flag=True, help="leave the components running afterwards")
 @click.option(
