@@ -33,19 +33,7 @@ COMPONENTS = {
     "payouts": Component(
         lambda: settings.kafka().topic("ledgerstream-payout-contents"), (topics.STRIPE_PAYOUT,)
     ),
-    "processor": Component(
-        lambda: settings.ProcessorSettings().app_id,
-        (
-            topics.STRIPE_CUSTOMER,
-            topics.STRIPE_INVOICE,
-            topics.STRIPE_CHARGE,
-            topics.STRIPE_REFUND,
-            topics.STRIPE_DISPUTE,
-            topics.STRIPE_CREDIT_NOTE,
-            topics.STRIPE_PAYOUT,
-            topics.STRIPE_PAYOUT_TRANSACTIONS,
-        ),
-    ),
+    "processor": Component(lambda: settings.ProcessorSettings().app_id, topics.PROCESSOR_INPUTS),
     "sink": Component(lambda: settings.SinkSettings().sink_group_id, (topics.NETSUITE_COMMANDS,)),
     "metadata": Component(
         lambda: settings.MetadataSettings().metadata_group_id, (topics.NETSUITE_BACKREFS,)

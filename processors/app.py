@@ -62,16 +62,7 @@ from ledgerstream.processors.delivery import AckedProducer, LedgerApp
 
 log = logging.getLogger(__name__)
 
-INPUTS = (
-    topics.STRIPE_CUSTOMER,
-    topics.STRIPE_INVOICE,
-    topics.STRIPE_CHARGE,
-    topics.STRIPE_REFUND,
-    topics.STRIPE_DISPUTE,
-    topics.STRIPE_CREDIT_NOTE,
-    topics.STRIPE_PAYOUT,
-    topics.STRIPE_PAYOUT_TRANSACTIONS,
-)
+INPUTS = topics.PROCESSOR_INPUTS
 OVERDUE_PER_TICK = 1000  # overdue waits reported per timer tick
 
 

@@ -465,6 +465,39 @@ def invoice_commands(
     return out
 
 
+def _one_line_memo(
+    invoice: Invoice,
+    cfg: AccountingSettings,
+    who: dict[str, Any],
+    day: str,
+    label: str,
+    note: str,
+    amount: int,
+    applied: Iterable[tuple[str, int]],
+) -> dict[str, Any]:
+    """A credit memo body created from ``invoice``: one line of ``amount`` on the global item
+    described ``label``, applied as ``applied`` says."""
+    cur = invoice.currency
+    return {
+        "entity": who,
+        "subsidiary": {"id": cfg.netsuite_subsidiary_id},
+        "currency": currency_ref(cur, cfg),
+        "createdFrom": ref("invoice", invoice.id),
+        "tranDate": day,
+        "memo": ids.memo(invoice.id, label, note),
+        "item": {
+            "items": [
+                {
+                    "item": {"id": cfg.netsuite_global_item_id},
+                    "description": label,
+                    "amount": to_netsuite(amount, cur),
+                }
+            ]
+        },
+        "apply": _applied(applied, cur),
+    }
+
+
 def balance_payment_commands(
     invoice: Invoice,
     cfg: AccountingSettings,
@@ -483,24 +516,7 @@ def balance_payment_commands(
     cur = invoice.currency
     day, note = tran_date(invoice.finalized_at or invoice.created, cfg)
     label = f"Paid from the customer's Stripe balance: {to_decimal(amount, cur)} {cur.upper()}"
-    body = {
-        "entity": who,
-        "subsidiary": {"id": cfg.netsuite_subsidiary_id},
-        "currency": currency_ref(cur, cfg),
-        "createdFrom": ref("invoice", invoice.id),
-        "tranDate": day,
-        "memo": ids.memo(invoice.id, label, note),
-        "item": {
-            "items": [
-                {
-                    "item": {"id": cfg.netsuite_global_item_id},
-                    "description": label,
-                    "amount": to_netsuite(amount, cur),
-                }
-            ]
-        },
-        "apply": _applied(balance_applied, cur),
-    }
+    body = _one_line_memo(invoice, cfg, who, day, label, note, amount, balance_applied)
     return [
         Command(
             "creditMemo",
@@ -530,31 +546,10 @@ def out_of_band_commands(
     who, _ = customer_ref(invoice.customer, customer, cfg)
     day, note = tran_date(invoice.paid_at or invoice.finalized_at or invoice.created, cfg)
     cur = invoice.currency
-    apply = {
-        "items": [
-            {"doc": ref("invoice", invoice.id), "apply": True, "amount": to_netsuite(amount, cur)}
-        ]
-    }
+    apply = _applied([(invoice.id, amount)], cur)
     label = "Paid outside Stripe (marked paid out of band)"
     if cfg.out_of_band_close == "credit_memo":
-        body: dict[str, Any] = {
-            "entity": who,
-            "subsidiary": {"id": cfg.netsuite_subsidiary_id},
-            "currency": currency_ref(cur, cfg),
-            "createdFrom": ref("invoice", invoice.id),
-            "tranDate": day,
-            "memo": ids.memo(invoice.id, label, note),
-            "item": {
-                "items": [
-                    {
-                        "item": {"id": cfg.netsuite_global_item_id},
-                        "description": label,
-                        "amount": to_netsuite(amount, cur),
-                    }
-                ]
-            },
-            "apply": apply,
-        }
+        body = _one_line_memo(invoice, cfg, who, day, label, note, amount, [(invoice.id, amount)])
         rtype, eid, key = "creditMemo", ids.out_of_band_memo(invoice.id), "netsuite_credit_memo_id"
     else:
         account = cfg.out_of_band_account_id or cfg.netsuite_undeposited_funds_account_id
