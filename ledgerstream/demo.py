@@ -17,7 +17,7 @@ from typing import Any
 
 import requests
 
-from ledgerstream import settings
+from ledgerstream import settings, topic_admin
 from ledgerstream import stack as local_stack
 from ledgerstream.testing.fixtures import signed, slice_events
 from ledgerstream.testing.pipeline import Pipeline
@@ -75,8 +75,21 @@ def run_demo(keep_running: bool = False, echo: Callable[[str], None] = print) ->
             )
         else:
             pipeline.stop()
+            _delete_topics(pipeline, echo)
             if started:
                 local_stack.down(only=started, echo=echo)
+
+
+def _delete_topics(pipeline: Pipeline, echo: Callable[[str], None]) -> None:
+    """A finished demo run's topics go (its logs and the emulator's data stay in its run
+    directory): the local broker keeps every partition in memory, so demo after demo would
+    otherwise fill its heap."""
+    try:
+        gone = topic_admin.delete_run(pipeline.prefix, pipeline.env()["LEDGER_APP_ID"])
+    except Exception as exc:  # reported, not raised: it must not hide how the run went
+        echo(f"could not delete the run's topics (prefix {pipeline.prefix}): {exc}")
+    else:
+        echo(f"deleted the run's {len(gone)} topics")
 
 
 # a merchant with every hard case of real accounts at once (BEHAVIOR.md), small enough to run
@@ -188,5 +201,6 @@ def run_merchant_demo(echo: Callable[[str], None] = print) -> int:
     finally:
         pipeline.stop()
         stripe.close()
+        _delete_topics(pipeline, echo)
         if started:
             local_stack.down(only=started, echo=echo)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from ledgerstream import settings
@@ -76,6 +77,42 @@ def ensure_all(specs: tuple[TopicSpec, ...] = ALL, changelogs: bool = True) -> l
             if topic not in created:
                 lines.append(f"exists  {topic}")
     return lines
+
+
+def delete_run(prefix: str, app_id: str, timeout: float = 30.0) -> list[str]:
+    """Delete every topic of one run: those named with its topic ``prefix`` (dead-letter
+    topics included) and its processor's own (``<app_id>-…``: changelogs, the assignor's).
+    Returns their names. For throw-away runs on the local stack (the demo, tests): a broker
+    keeps every partition it holds in memory, so runs that leave theirs behind exhaust its heap
+    in the end."""
+    if not prefix or not app_id:
+        raise ValueError("delete_run needs a topic prefix and an app id")
+    client = admin()
+    names = sorted(
+        t
+        for t in client.list_topics(timeout=10).topics
+        if t.startswith(prefix) or t.startswith(f"{app_id}-")
+    )
+    delete(client, names, timeout)
+    return names
+
+
+def delete(client: AdminClient, names: list[str], timeout: float = 30.0) -> None:
+    """Delete the named topics; return once the broker no longer lists them."""
+    if not names:
+        return
+    for future in client.delete_topics(names, operation_timeout=timeout).values():
+        try:
+            future.result()
+        except KafkaException as exc:  # deleted meanwhile (by a concurrent cleaner) is fine
+            if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise
+    # the controller has accepted the deletions; the broker's metadata drops them a moment later
+    deadline = time.monotonic() + timeout
+    while left := set(names) & set(client.list_topics(timeout=10).topics):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topics still listed {timeout} s after deletion: {sorted(left)}")
+        time.sleep(0.2)
 
 
 def _wait_for_leaders(client: AdminClient, names: set[str], timeout: float = 30.0) -> None:

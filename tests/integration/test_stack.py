@@ -172,3 +172,27 @@ def test_stack_up_with_three_brokers_forms_one_cluster_and_stops_it_all(tmp_path
     assert down.returncode == 0, down.stdout + down.stderr
     assert down.stdout.count("stopped") == 5, down.stdout
     assert _our_processes(str(state)) == []
+
+
+def test_a_finished_runs_topics_are_deleted_and_no_other_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`topic_admin.delete_run` (the demo's clean-up) deletes every topic of one run, its
+    processor's changelogs included, and none of another run's."""
+    from ledgerstream import topic_admin
+
+    runs = [f"del{time.time_ns()}{n}" for n in range(2)]
+    made: list[set[str]] = []
+    for run in runs:
+        monkeypatch.setenv("LEDGER_TOPIC_PREFIX", f"{run}.")
+        monkeypatch.setenv("LEDGER_APP_ID", f"{run}-processor")
+        settings.kafka.cache_clear()
+        topic_admin.ensure_all()
+        made.append({t for t in topic_admin.admin().list_topics(timeout=10).topics if run in t})
+    settings.kafka.cache_clear()
+    assert any(t.startswith(f"{runs[0]}-processor-") for t in made[0])
+    assert any(t.endswith(".dlq") for t in made[0])
+    assert set(topic_admin.delete_run(f"{runs[0]}.", f"{runs[0]}-processor")) == made[0]
+    left = set(topic_admin.admin().list_topics(timeout=10).topics)
+    assert not left & made[0]
+    assert made[1] <= left
