@@ -23,6 +23,8 @@ def _logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if settings.ObservabilitySettings().log_format == "json":
+        logs.use_json(logging.getLogger().handlers)
     # secrets never reach a log line, whatever the level (see ledgerstream.redact)
     redact.install(redact.configured_secrets())
     # an outage must not bury the log under one line per reconnect attempt
@@ -532,6 +534,20 @@ def emulator_netsuite(
 @click.option("--topic", default=None, help="only this input topic of the component")
 @click.option("--partition", type=int, default=None, help="only this partition")
 @click.option("--dry-run", is_flag=True, help="print the plan, move nothing")
+@click.option(
+    "--write-seconds",
+    type=float,
+    default=0.5,
+    show_default=True,
+    help="the time one NetSuite write takes, for the dry run's estimate (the sink's log "
+    "shows yours: writes per second times LEDGER_NETSUITE_CONCURRENCY)",
+)
+@click.option(
+    "--resync",
+    is_flag=True,
+    help="(--group processor) send every command of the records read again, also those sent "
+    "before: after a NetSuite restore, to write its lost records again",
+)
 def replay_cmd(
     component: str,
     from_beginning: bool,
@@ -540,24 +556,23 @@ def replay_cmd(
     topic: str | None,
     partition: int | None,
     dry_run: bool,
+    write_seconds: float,
+    resync: bool,
 ) -> None:
     """Read a period again: move a component's consumer group to an offset or a time.
 
     Refused while the group has live members (stop the component's instances first). Replays
     write nothing twice: every NetSuite write is an upsert on the Stripe id."""
-    from datetime import UTC, datetime
-
-    from ledgerstream.offsets import GroupBusy, apply, plan
+    from ledgerstream.offsets import GroupBusy, apply, estimate, forget_emitted, plan
 
     if sum((from_beginning, to_offset is not None, to_time is not None)) != 1:
         raise click.UsageError("give exactly one of --from-beginning, --to-offset, --to-time")
-    when = None
-    if to_time is not None:
-        try:
-            when = datetime.fromisoformat(to_time)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--to-time") from exc
-        when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    if resync and component != "processor":
+        raise click.UsageError(
+            "--resync is for --group processor: the processor decides what is sent again "
+            "(the sink writes every command it reads, a replay of it needs no --resync)"
+        )
+    when = _moment(to_time, "--to-time")
     try:
         group, moves = plan(
             component, to_offset=to_offset, to_time=when, topic=topic, partition=partition
@@ -573,6 +588,13 @@ def replay_cmd(
         )
     total = sum(max(0, m.reread) for m in moves)
     click.echo(f"{total} records to read again")
+    guess = estimate(component, total, resync, write_seconds)
+    minutes = guess.seconds / 60
+    click.echo(
+        f"NetSuite writes to expect: up to {guess.writes} ({guess.basis}), about "
+        f"{minutes:.1f} min at {settings.NetSuiteSettings().netsuite_concurrency} at once "
+        f"and {write_seconds:g} s per write"
+    )
     if dry_run:
         click.echo("dry run: nothing moved")
         return
@@ -581,7 +603,141 @@ def replay_cmd(
     except GroupBusy as exc:
         click.echo(f"refused: {exc}", err=True)
         sys.exit(2)
+    if resync:
+        forgotten = forget_emitted()
+        click.echo(
+            f"re-sync: the processor forgot the {forgotten} commands it had sent; the records "
+            "it reads again send theirs again"
+        )
     click.echo("moved; start the component to read them")
+
+
+def _moment(value: str | None, name: str) -> Any:
+    """An ISO 8601 time (UTC when no zone is given), or None."""
+    from datetime import UTC, datetime
+
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=name) from exc
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+@main.group("dlq")
+def dlq_group() -> None:
+    """Dead letters: list them, show one, send them back to their topics (redrive)."""
+
+
+@dlq_group.command("list")
+def dlq_list_cmd() -> None:
+    """Every dead-letter topic, grouped by source topic and error class."""
+    from ledgerstream import dlq
+
+    letters = dlq.read()
+    done = dlq.redriven()
+    rows = dlq.summary(letters, done)
+    if not rows:
+        click.echo("no dead letters")
+        return
+    for row in rows:
+        click.echo(
+            f"{row['topic']}  {row['error_class']}: {row['count']} "
+            f"({row['redriven']} redriven), {row['oldest']:%Y-%m-%d %H:%M:%S} .. "
+            f"{row['newest']:%Y-%m-%d %H:%M:%S} UTC"
+        )
+        click.echo(f"    latest: {row['example'][:200]}")
+    waiting = sum(1 for x in letters if x.ref not in done)
+    click.echo(f"{len(letters)} dead letters, {waiting} not redriven")
+
+
+@dlq_group.command("show")
+@click.argument("what")
+def dlq_show_cmd(what: str) -> None:
+    """Show one dead letter (WHAT: its ref, <dlq topic>:<partition>:<offset>, as list and
+    redrive print it) or every dead letter of a Stripe id: headers decoded, payload
+    pretty-printed, configured secrets masked."""
+    from ledgerstream import dlq
+
+    match = dlq.REF.match(what)
+    letters = dlq.read([match["topic"]] if match else None)
+    if match:
+        chosen = [
+            x
+            for x in letters
+            if (x.partition, x.offset) == (int(match["partition"]), int(match["offset"]))
+        ]
+    else:
+        chosen = [x for x in letters if what in x.stripe_ids()]
+    if not chosen:
+        click.echo(f"no dead letter {what}", err=True)
+        sys.exit(1)
+    done = dlq.redriven()
+    click.echo("\n\n".join(dlq.describe(x, done) for x in chosen))
+
+
+@dlq_group.command("redrive")
+@click.option("--all", "everything", is_flag=True, help="every dead letter not redriven yet")
+@click.option("--topic", default=None, help="only those from this topic (e.g. netsuite.commands)")
+@click.option("--error-class", default=None, help="only this error class (as list prints it)")
+@click.option("--stripe-id", default=None, help="only those of this Stripe id")
+@click.option("--since", default=None, help="only those dead-lettered at or after (ISO 8601)")
+@click.option("--until", default=None, help="only those dead-lettered before (ISO 8601)")
+@click.option("--ref", "refs", multiple=True, help="this one (<dlq topic>:<partition>:<offset>)")
+@click.option("--dry-run", is_flag=True, help="say what would be sent, send nothing")
+def dlq_redrive_cmd(
+    everything: bool,
+    topic: str | None,
+    error_class: str | None,
+    stripe_id: str | None,
+    since: str | None,
+    until: str | None,
+    refs: tuple[str, ...],
+    dry_run: bool,
+) -> None:
+    """Send dead letters back to the topic they came from, for the stage that refused them
+    to read them again (after the fix). Each is sent once: a dead letter redriven before is
+    passed over."""
+    from ledgerstream import dlq
+
+    narrowed = any(v is not None for v in (topic, error_class, stripe_id, since, until))
+    if not (everything or narrowed or refs):
+        raise click.UsageError(
+            "say which: --all, --ref, or any of --topic, --error-class, --stripe-id, "
+            "--since, --until"
+        )
+    select = dlq.Selection(
+        topic, error_class, stripe_id, _moment(since, "--since"), _moment(until, "--until")
+    )
+    letters = [x for x in dlq.read() if select(x) and (not refs or x.ref in refs)]
+    result = dlq.redrive(letters, echo=click.echo, dry_run=dry_run)
+    if dry_run:
+        for letter in result.sent:
+            click.echo(f"would redrive {letter.ref} -> {letter.source} ({letter.error_class})")
+    click.echo(
+        f"{'would redrive' if dry_run else 'redriven'}: {len(result.sent)}; redriven before, "
+        f"passed over: {len(result.already)}; nothing to send: {len(result.empty)}"
+    )
+
+
+@main.command("config-reference")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="write it to this file (default: print it)",
+)
+def config_reference_cmd(output: Path | None) -> None:
+    """The configuration reference (docs/configuration.md): every setting, from the code."""
+    from ledgerstream.config_reference import render
+
+    text = render()
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text)
+        click.echo(f"wrote {output}")
 
 
 @main.command("demo")

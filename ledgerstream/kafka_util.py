@@ -58,17 +58,56 @@ _SETTLING = {
 
 def end_offset(consumer: Consumer, topic: str, partition: int, timeout: float = 30.0) -> int:
     """High watermark of a partition, waiting out a leader election on a new topic."""
+    return watermarks(consumer, topic, partition, timeout)[1]
+
+
+def watermarks(
+    consumer: Consumer, topic: str, partition: int, timeout: float = 30.0
+) -> tuple[int, int]:
+    """Low and high watermarks of a partition, waiting out a leader election on a new topic."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            return int(
-                consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1]
-            )
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            return int(low), int(high)
         except KafkaException as exc:
             err = exc.args[0]
             if time.monotonic() > deadline or not (err.retriable() or err.code() in _SETTLING):
                 raise
             time.sleep(0.2)
+
+
+def read_latest(topic: str) -> dict[bytes, tuple[int, bytes | None]]:
+    """The latest value of every key of a (compacted) topic, with its partition (None: a
+    tombstone), read up to the end offsets seen at start."""
+    consumer = Consumer(
+        {
+            **settings.kafka().client_config(),
+            "group.id": "ledgerstream-compacted-reader-unused",  # assign() only, never committed
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    try:
+        md = consumer.list_topics(topic, timeout=10).topics[topic]
+        if md.error is not None:
+            raise KafkaException(md.error)
+        # from the low watermark: records before it are gone (retention), never to be read
+        marks = {p: watermarks(consumer, topic, p) for p in md.partitions}
+        consumer.assign([TopicPartition(topic, p, low) for p, (low, _) in marks.items()])
+        ends = {p: high for p, (_, high) in marks.items()}
+        position = {p: low for p, (low, _) in marks.items()}
+        latest: dict[bytes, tuple[int, bytes | None]] = {}
+        while any(position[p] < end for p, end in ends.items()):
+            msg = consumer.poll(1.0)
+            if msg is None or msg.error():
+                continue
+            _, partition, offset = where(msg)
+            latest[msg.key() or b""] = (partition, msg.value())
+            position[partition] = offset + 1
+        return latest
+    finally:
+        consumer.close()
 
 
 def wait_for_brokers(log: logging.Logger, report_every_s: float = 30.0) -> None:

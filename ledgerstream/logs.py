@@ -77,3 +77,53 @@ def install(names: tuple[str, ...] = CLIENT_LOGGERS) -> RepeatLimiter:
         if _installed not in logger.filters:
             logger.addFilter(_installed)
     return _installed
+
+
+# the component this process runs (the router, the NetSuite sink…), in every structured line
+COMPONENT = {"name": "ledgerstream"}
+
+
+class _Component(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.component = COMPONENT["name"]
+        return True
+
+
+def json_formatter() -> logging.Formatter:
+    """One JSON object per line (``LEDGER_LOG_FORMAT=json``): time (ISO 8601, UTC), level,
+    logger, message, component, and the context a line was logged with (topic, partition,
+    offset, stripe_id, netsuite_record). Messages never carry payloads; configured secrets
+    are masked before any formatter sees a record (``ledgerstream.redact``)."""
+    from pythonjsonlogger.json import JsonFormatter
+
+    return JsonFormatter(
+        "%(levelname)s %(name)s %(message)s %(component)s",
+        rename_fields={"levelname": "level", "name": "logger"},
+        timestamp="time",
+    )
+
+
+def use_json(handlers: list[logging.Handler]) -> None:
+    for handler in handlers:
+        handler.setFormatter(json_formatter())
+        if not any(isinstance(f, _Component) for f in handler.filters):
+            handler.addFilter(_Component())
+
+
+def dict_config(level: str) -> dict[str, object]:
+    """The same, as a ``logging.config`` dictionary (faust's worker sets up logging with one)."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"component": {"()": _Component}},
+        "formatters": {"json": {"()": json_formatter}},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stderr",
+                "formatter": "json",
+                "filters": ["component"],
+            }
+        },
+        "root": {"level": level.upper(), "handlers": ["stderr"]},
+    }

@@ -18,6 +18,7 @@ from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartiti
 from confluent_kafka.admin import AdminClient
 
 from ledgerstream import settings, topics
+from ledgerstream.kafka_util import read_latest
 
 
 @dataclass(frozen=True)
@@ -154,3 +155,84 @@ def apply(group: str, moves: list[Move], echo: Callable[[str], None] = lambda _:
     failed = [tp for tp in result.topic_partitions if tp.error is not None]
     if failed:
         raise RuntimeError(f"offsets not moved: {failed}")
+
+
+def emitted_changelog() -> str:
+    """The changelog topic of the processor's ``emitted`` table (faust: ``<app id>-<table>-
+    changelog``): command key -> the command id last sent."""
+    return f"{settings.ProcessorSettings().app_id}-{topics.PROCESSOR_OWN_TABLES[0]}-changelog"
+
+
+def forget_emitted() -> int:
+    """Make the processor send again every command it would otherwise suppress as sent
+    already: a tombstone for every key of its ``emitted`` table, on the partition the key
+    lives in. A worker applies them when it starts (it reads its changelogs on from where
+    its local store stopped), so the records a replay reads again send their commands
+    again. For a re-sync after NetSuite lost records (a restore): the records come back as
+    upserts on their externalIds. Only while the processor's group is empty (see ``apply``).
+    Returns the number of commands forgotten."""
+    from confluent_kafka import Producer
+
+    topic = emitted_changelog()
+    latest = read_latest(topic)
+    producer = Producer({**settings.kafka().client_config(), "enable.idempotence": True})
+    forgotten = 0
+    for key, (partition, value) in latest.items():
+        if value is None:
+            continue
+        producer.produce(topic, key=key, value=None, partition=partition)
+        forgotten += 1
+        producer.poll(0)
+    left = producer.flush(60)
+    if left:
+        raise RuntimeError(f"{left} tombstones on {topic} not acknowledged")
+    return forgotten
+
+
+def held(names: list[str]) -> int:
+    """Records the named topics hold now (high less low watermark, over their partitions)."""
+    consumer = Consumer({**settings.kafka().client_config(), "group.id": "ledgerstream-sizes"})
+    try:
+        total = 0
+        for name in names:
+            md = consumer.list_topics(name, timeout=30).topics[name]
+            for p in md.partitions:
+                low, high = consumer.get_watermark_offsets(TopicPartition(name, p), timeout=30)
+                total += high - low
+        return total
+    finally:
+        consumer.close()
+
+
+@dataclass(frozen=True)
+class Estimate:
+    writes: int  # NetSuite writes to expect (an upper bound)
+    seconds: float  # at the configured concurrency and the assumed time per write
+    basis: str  # how it was reckoned
+
+
+def estimate(component: str, reread: int, resync: bool, write_s: float) -> Estimate:
+    """The NetSuite writes a replay of ``reread`` records of ``component`` brings, and their
+    time with ``LEDGER_NETSUITE_CONCURRENCY`` writes at once of ``write_s`` seconds each.
+
+    The sink writes every command it reads again (upserts: nothing changes in NetSuite, but
+    each is a request). The processor sends again only the commands that changed, unless
+    ``--resync``: then each record read again sends what it sent before, reckoned from this
+    pipeline's own history (commands per processor input record, from the topics' sizes).
+    The router and the payout reader feed the processor, which suppresses repeats; the
+    metadata writer writes to Stripe, not NetSuite."""
+    concurrency = settings.NetSuiteSettings().netsuite_concurrency
+    if component == "sink":
+        writes, basis = reread, "one write per command read again"
+    elif component == "processor" and resync:
+        commands = held([topics.name(topics.NETSUITE_COMMANDS)])
+        inputs = held([topics.name(t) for t in topics.PROCESSOR_INPUTS])
+        per_record = commands / inputs if inputs else 0.0
+        writes = round(reread * per_record)
+        basis = f"re-sync: {per_record:.2f} commands per input record so far ({commands}/{inputs})"
+    else:
+        writes = 0
+        basis = "only commands that changed are sent again (--resync sends them all)"
+        if component == "metadata":
+            basis = "it writes Stripe metadata, not NetSuite records"
+    return Estimate(writes, writes * write_s / max(1, concurrency), basis)

@@ -150,15 +150,39 @@ class KafkaSettings(_Base):
     kafka_bootstrap_servers: str = Field(
         default_factory=lambda: StackSettings().kafka_bootstrap(),
         validation_alias=AliasChoices("LEDGER_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"),
+        description="comma-separated host:port list of brokers; default: the local stack's "
+        "(127.0.0.1:kafka_port, one per broker of LEDGER_KAFKA_BROKERS); when set, `stack up` "
+        "does not start Kafka",
     )
-    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    kafka_sasl_mechanism: str | None = None
-    kafka_sasl_username: str | None = None
-    kafka_sasl_password: SecretStr | None = None
-    kafka_ssl_ca_location: str | None = None
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT",
+        description="how clients talk to the brokers: PLAINTEXT; SSL (TLS, brokers verified "
+        "with kafka_ssl_ca_location); SASL_PLAINTEXT (kafka_sasl_* credentials, no TLS); "
+        "SASL_SSL (both)",
+    )
+    kafka_sasl_mechanism: str | None = Field(
+        None,
+        description="SASL mechanism for SASL_PLAINTEXT and SASL_SSL, e.g. PLAIN or SCRAM-SHA-512; "
+        "unset: the client library's default (PLAIN in the faust processor)",
+    )
+    kafka_sasl_username: str | None = Field(
+        None, description="SASL user name (SASL_PLAINTEXT and SASL_SSL)"
+    )
+    kafka_sasl_password: SecretStr | None = Field(
+        None, description="SASL password (SASL_PLAINTEXT and SASL_SSL)"
+    )
+    kafka_ssl_ca_location: str | None = Field(
+        None,
+        description="CA certificate file (PEM) that verifies the brokers' certificates with SSL "
+        "and SASL_SSL; unset: the system's CAs",
+    )
     schema_registry_url: str = Field(
         default_factory=lambda: f"http://127.0.0.1:{StackSettings().registry_port}/apis/ccompat/v7",
         validation_alias=AliasChoices("LEDGER_SCHEMA_REGISTRY_URL", "SCHEMA_REGISTRY_URL"),
+        description="URL of the Confluent-compatible Schema Registry API; default: the local "
+        "stack's "
+        "Apicurio, http://127.0.0.1:<registry_port>/apis/ccompat/v7; when set, `stack up` does "
+        "not start the registry",
     )
     schema_registry_basic_auth: SecretStr | None = Field(
         None, description="user:password for the registry, if it needs one"
@@ -170,9 +194,16 @@ class KafkaSettings(_Base):
         "it above the cluster's failover time: a killed broker holds acks=all writes until the "
         "controller fences it (broker.session.timeout.ms, 9 s by default) and elects leaders",
     )
-    topic_partitions: int = 3
+    topic_partitions: int = Field(
+        3,
+        description="partitions of every topic created (with its .dlq and the processor's "
+        "changelogs and tables): at most this many workers of a group share the work, more "
+        "stay idle as spares; existing topics must have this count",
+    )
     topic_replication_factor: int = Field(
-        default_factory=lambda: 3 if StackSettings().kafka_brokers >= 3 else 1
+        default_factory=lambda: 3 if StackSettings().kafka_brokers >= 3 else 1,
+        description="replicas of every topic created; default: 3 with LEDGER_KAFKA_BROKERS of 3 "
+        "or more, else 1",
     )
     kafka_session_timeout_ms: int = Field(
         10000,
@@ -233,7 +264,11 @@ class StripeSettings(_Base):
         default_factory=list,
         description="endpoint signing secrets, JSON list or comma-separated (several: rotation)",
     )
-    stripe_webhook_tolerance_s: int = 300
+    stripe_webhook_tolerance_s: int = Field(
+        300,
+        description="how old (seconds) a webhook's Stripe-Signature timestamp may be; an older "
+        "one is rejected with 400 (guards against replays)",
+    )
 
     def api_key(self) -> str:
         """The Stripe key; only the components that call Stripe need it (not the webhook)."""
@@ -275,10 +310,18 @@ class NetSuiteSettings(_Base):
     netsuite_auth: Literal["tba", "m2m"] = Field(
         "tba", description="tba = OAuth 1.0a token-based auth; m2m = OAuth 2.0 client credentials"
     )
-    netsuite_consumer_key: SecretStr | None = None
-    netsuite_consumer_secret: SecretStr | None = None
-    netsuite_token_id: SecretStr | None = None
-    netsuite_token_secret: SecretStr | None = None
+    netsuite_consumer_key: SecretStr | None = Field(
+        None, description="consumer key of the integration record (tba)"
+    )
+    netsuite_consumer_secret: SecretStr | None = Field(
+        None, description="consumer secret of the integration record (tba)"
+    )
+    netsuite_token_id: SecretStr | None = Field(
+        None, description="token id of the access token (user, role and integration; tba)"
+    )
+    netsuite_token_secret: SecretStr | None = Field(
+        None, description="token secret of that access token (tba)"
+    )
     netsuite_client_id: SecretStr | None = Field(
         None, description="OAuth 2.0 client id of the integration record (m2m)"
     )
@@ -288,9 +331,15 @@ class NetSuiteSettings(_Base):
     netsuite_private_key: SecretStr | None = Field(
         None, description="PEM private key of that certificate (m2m); usually given as _FILE"
     )
-    netsuite_jwt_algorithm: Literal["PS256", "RS256", "ES256"] = "PS256"
+    netsuite_jwt_algorithm: Literal["PS256", "RS256", "ES256"] = Field(
+        "PS256",
+        description="signature of the m2m JWT assertion: PS256 or RS256 for an RSA key, ES256 "
+        "for an EC key",
+    )
     netsuite_scopes: str = Field("rest_webservices", description="comma-separated OAuth 2 scopes")
-    netsuite_timeout_s: float = 60.0
+    netsuite_timeout_s: float = Field(
+        60.0, description="timeout (seconds) of every NetSuite request, m2m token requests too"
+    )
     netsuite_concurrency: int = Field(
         5, description="concurrent requests the sink may use (the account's limit, or its share)"
     )
@@ -339,11 +388,22 @@ class StackSettings(_Base):
         description="the local stack's logs, pid files and data; default "
         "$XDG_STATE_HOME/ledgerstream (~/.local/state/ledgerstream)",
     )
-    kafka_version: str = "4.3.1"
-    apicurio_version: str = "3.3.3"
-    stripe_mock_version: str = "v0.197.0"
-    kafka_port: int = 9092
-    kafka_controller_port: int = 9093
+    kafka_version: str = Field(
+        "4.3.1", description="Apache Kafka version the local stack fetches (Maven) and runs"
+    )
+    apicurio_version: str = Field(
+        "3.3.3", description="Apicurio Registry version the local stack fetches (Maven) and runs"
+    )
+    stripe_mock_version: str = Field(
+        "v0.197.0", description="stripe-mock version (git tag) the local stack builds (go install)"
+    )
+    kafka_port: int = Field(
+        9092, description="broker port of the local stack's Kafka (node 1; see kafka_brokers)"
+    )
+    kafka_controller_port: int = Field(
+        9093,
+        description="KRaft controller port of the local stack's Kafka (node 1; see kafka_brokers)",
+    )
     kafka_brokers: int = Field(
         1,
         description="brokers of the local KRaft cluster (each broker and controller too); node n "
@@ -359,10 +419,37 @@ class StackSettings(_Base):
             f"127.0.0.1:{self.kafka_node_ports(n)[0]}" for n in range(1, self.kafka_brokers + 1)
         )
 
-    registry_port: int = 8081
-    registry_management_port: int = 8082
-    stripe_mock_port: int = 12111
-    stripe_mock_https_port: int = 12112
+    registry_port: int = Field(
+        8081, description="HTTP port of the local stack's Apicurio Registry (the registry API)"
+    )
+    registry_management_port: int = Field(
+        8082, description="Quarkus management port of the local stack's Apicurio Registry"
+    )
+    stripe_mock_port: int = Field(12111, description="HTTP port of the local stack's stripe-mock")
+    stripe_mock_https_port: int = Field(
+        12112, description="HTTPS port of the local stack's stripe-mock"
+    )
+
+
+class ObservabilitySettings(_Base):
+    """Metrics and health endpoints (``ledgerstream/metrics.py``)."""
+
+    metrics_port: int = Field(
+        9400,
+        description="port of /metrics, /healthz and /readyz of the router, the payout reader, "
+        "the NetSuite sink and the metadata writer; each on a host needs its own; 0 serves "
+        "none (the webhook receiver serves them on its own port, the processor on its web port)",
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="text: one readable line per record; json: one JSON object per line (time, "
+        "level, logger, message, component, and topic, partition, offset, stripe_id, "
+        "netsuite_record where a line has them), for a log pipeline",
+    )
+    metrics_host: str = Field(
+        "0.0.0.0",  # noqa: S104 - Prometheus scrapes from another host; no secret is served
+        description="address the metrics server listens on",
+    )
 
 
 class ProcessorSettings(_Base):
@@ -455,7 +542,11 @@ class MetadataSettings(_Base):
     """The Stripe metadata writer."""
 
     metadata_group_id: str = Field("ledgerstream-stripe-metadata", description="consumer group")
-    metadata_batch_size: int = 100
+    metadata_batch_size: int = Field(
+        100,
+        description="back-references read at most per poll; their updates are merged per "
+        "Stripe object (one Stripe call each) and applied before the offsets are committed",
+    )
 
 
 class AccountingSettings(_Base):
@@ -468,12 +559,18 @@ class AccountingSettings(_Base):
     """
 
     # -- NetSuite set-up the records refer to (internal ids)
-    netsuite_subsidiary_id: str
+    netsuite_subsidiary_id: str = Field(
+        description="internal id of the subsidiary every customer, item and transaction is in"
+    )
     netsuite_base_currency: str = Field(description="the subsidiary's base currency")
     netsuite_currency_ids: dict[str, str] = Field(
         description="ISO code -> NetSuite currency internal id (JSON object)",
     )
-    netsuite_undeposited_funds_account_id: str
+    netsuite_undeposited_funds_account_id: str = Field(
+        description="internal id of the Undeposited Funds account: customer payments wait there "
+        "(and refunds are paid from it) until a payout's deposit moves them to the bank; "
+        "out-of-band payments too, unless out_of_band_account_id is set",
+    )
     netsuite_bank_account_ids: dict[str, str] = Field(
         description="payout currency -> bank account internal id (JSON object)",
     )
@@ -487,7 +584,10 @@ class AccountingSettings(_Base):
     netsuite_suspense_account_id: str = Field(
         description="variance/suspense: what a deposit could not match"
     )
-    netsuite_payment_method_id: str
+    netsuite_payment_method_id: str = Field(
+        description="internal id of the payment method (e.g. Stripe) of customer payments and "
+        "refunds"
+    )
     netsuite_global_item_id: str = Field(description="service sale item for every line")
     netsuite_discount_item_id: str = Field(description="discount item (non-posting)")
     netsuite_tax_item_id: str = Field(description="item carrying Stripe tax amounts")
@@ -499,7 +599,13 @@ class AccountingSettings(_Base):
     )
 
     # -- policies
-    customer_mode: Literal["per_customer", "link", "global"] = "per_customer"
+    customer_mode: Literal["per_customer", "link", "global"] = Field(
+        "per_customer",
+        description="per_customer: one NetSuite customer per Stripe customer, created at its "
+        "first transaction; link: use the customer its netsuite_customer_id metadata names, else "
+        "match an existing one on customer_match_field and create only if none matches; global: "
+        "every transaction goes to the one global customer",
+    )
     customer_match_field: str = Field(
         "email",
         pattern=r"^[A-Za-z][A-Za-z0-9_]*$",
@@ -513,7 +619,13 @@ class AccountingSettings(_Base):
         "description or metadata.<key> (default: email for email, name for companyName and "
         "entityId, phone for phone; required for any other field)",
     )
-    item_mode: Literal["per_price", "global"] = "global"
+    item_mode: Literal["per_price", "global"] = Field(
+        "global",
+        description="global: every invoice line uses netsuite_global_item_id and every discount "
+        "netsuite_discount_item_id; per_price: the pipeline creates one service sale item per "
+        "Stripe price and one discount item per coupon and uses those (lines without a price "
+        "and discounts without a coupon still use the global ones)",
+    )
     sync_mode: Literal["all", "opt_in"] = Field(
         "all", description="opt_in: only objects with netsuite_allow_integration=true"
     )

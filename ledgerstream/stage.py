@@ -42,7 +42,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from ledgerstream import settings
+from ledgerstream import logs, metrics, settings
 from ledgerstream.avro import Serde
 from ledgerstream.kafka_util import dead_letter_headers, where
 
@@ -149,6 +149,7 @@ class Runner:
         self.last_progress = time.monotonic()
         self.on_commit: list[Callable[[dict[TP, int]], None]] = []
         self._last_log: dict[str, float] = {}
+        self.last_poll = time.monotonic()
 
     def _new_consumer(self) -> Consumer:
         kafka = settings.kafka()
@@ -217,6 +218,8 @@ class Runner:
         if err is not None:
             with self._lock:
                 self._failures.append(f"{msg.topic()}: {err}")
+        else:
+            metrics.RECORDS_OUT.labels(self.stage.name, msg.topic() or "").inc()
 
     def dead_letter(
         self,
@@ -226,7 +229,15 @@ class Runner:
     ) -> None:
         """Send the record as it was read to ``<topic>.dlq``, with why, and mark it done."""
         topic, partition, offset = where(msg)
-        log.error("dead letter %s[%d]@%d: %s: %s", topic, partition, offset, _cls(exc), exc)
+        log.error(
+            "dead letter %s[%d]@%d: %s: %s",
+            topic,
+            partition,
+            offset,
+            _cls(exc),
+            exc,
+            extra={"topic": topic, "partition": partition, "offset": offset},
+        )
         provenance: list[tuple[str, str | bytes | None]] = [
             *dead_letter_headers(topic, partition, offset, exc),
             ("dlq.stage", self.stage.name.encode()),
@@ -234,6 +245,7 @@ class Runner:
         ]
         self.produce(topic + ".dlq", msg.key(), msg.value(), provenance + (headers or []))
         self.counts["dead_lettered"] += 1
+        metrics.DEAD_LETTERS.labels(self.stage.name, topic, _cls(exc)).inc()
         self.done(msg)
 
     def done(self, msg: Message) -> None:
@@ -253,6 +265,7 @@ class Runner:
         last_commit = time.monotonic()
         try:
             while self.running:
+                self.last_poll = time.monotonic()
                 try:
                     msgs = self.consumer.consume(
                         stage.batch_size, timeout=0 if stage.busy() else 0.2
@@ -290,6 +303,8 @@ class Runner:
         self.outstanding[tp].add(offset)
         self.next_offset[tp] = offset + 1
         self.counts["read"] += 1
+        metrics.RECORDS_IN.labels(stage.name, topic).inc()
+        started = time.perf_counter()
         try:
             record = self._decode(msg)
         except Exception as exc:  # noqa: BLE001 - undecodable: poison
@@ -302,6 +317,8 @@ class Runner:
         except Exception as exc:  # noqa: BLE001 - a record this stage cannot handle: poison
             self.dead_letter(msg, exc)
             return
+        finally:
+            metrics.PROCESSING.labels(stage.name).observe(time.perf_counter() - started)
         if not stage.deferred:
             self.done(msg)
 
@@ -362,8 +379,32 @@ class Runner:
             raise
         self.committed.update(offsets)
         self.counts["commits"] += 1
+        self._note_lag()
         for hook in self.on_commit:
             hook(offsets)
+
+    def _note_lag(self) -> None:
+        """Consumer lag per partition: the high watermark the last fetch saw, less the
+        committed offset (no request to the broker)."""
+        for (topic, partition), committed in self.committed.items():
+            try:
+                _, high = self.consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), cached=True
+                )
+            except KafkaException:
+                continue
+            if high >= 0:
+                metrics.LAG.labels(self.stage.name, topic, str(partition)).set(
+                    max(0, high - committed)
+                )
+
+    def ready(self) -> bool:
+        """Working: its loop polled Kafka within the last 30 s and its consumer is sound."""
+        return (
+            self.running
+            and self._failed_consumer is None
+            and time.monotonic() - self.last_poll < 30
+        )
 
     def wait_acknowledged(self, timeout: float = 330.0) -> None:
         """Return once the broker acknowledged everything produced so far; raise if it did not.
@@ -397,6 +438,10 @@ class Runner:
                 self.outstanding.pop(tp, None)
                 self.next_offset.pop(tp, None)
                 self.committed.pop(tp, None)
+                try:  # another member reports it now
+                    metrics.LAG.remove(self.stage.name, tp[0], str(tp[1]))
+                except KeyError:
+                    pass
 
     # ------------------------------------------------------------------ errors, stopping
     def _consumer_error(self, err: KafkaError) -> None:
@@ -442,3 +487,15 @@ def _fatal(exc: KafkaException) -> bool:
 
 def _cls(exc: BaseException) -> str:
     return type(exc).__name__
+
+
+def serve_metrics(runner: Runner) -> metrics.Health | None:
+    """The stage's /metrics, /healthz and /readyz on ``LEDGER_METRICS_PORT`` (0: none), for
+    the process that runs it."""
+    logs.COMPONENT["name"] = runner.stage.name  # in every structured log line
+    cfg = settings.ObservabilitySettings()
+    if not cfg.metrics_port:
+        return None
+    health = metrics.Health(ready=runner.ready)
+    health.serve(cfg.metrics_host, cfg.metrics_port)
+    return health

@@ -43,6 +43,9 @@ NETSUITE_SUSPENDED = TopicSpec(
 )
 # durable positions of the pollers (last Stripe event seen), one key per poller
 CURSORS = TopicSpec("ledgerstream.cursors", None, compacted=True, dead_letters=False)
+# the dead letters sent back to their topics (key: <dlq topic>:<partition>:<offset>), so that
+# a second redrive passes them over (see ledgerstream.dlq)
+REDRIVEN = TopicSpec("ledgerstream.redriven", None, compacted=True, dead_letters=False)
 
 # the topics a Stripe event is published to (see ledgerstream.stripe_records.route)
 STRIPE_TOPICS = (
@@ -75,6 +78,7 @@ ALL = (
     NETSUITE_BACKREFS,
     NETSUITE_SUSPENDED,
     CURSORS,
+    REDRIVEN,
 )
 
 

@@ -52,7 +52,7 @@ from typing import Any, cast
 
 import faust
 
-from ledgerstream import settings, topics
+from ledgerstream import logs, metrics, settings, topics
 from ledgerstream.accounting.ledger import Ledger, Outcome
 from ledgerstream.avro import Serde
 from ledgerstream.commands import Command
@@ -98,23 +98,45 @@ class Processor:
         self.notified: set[str] = set()
         # command key -> command_id being sent by an agent right now (see ``take``)
         self.sending: dict[str, str] = {}
-        commands_name = topics.name(topics.NETSUITE_COMMANDS)
+        commands_name = self.commands_name = topics.name(topics.NETSUITE_COMMANDS)
         self.commands_serde = Serde(commands_name, topics.NETSUITE_COMMANDS.schema or "")
         self.commands_topic = self._raw_topic(commands_name)
         for spec in INPUTS:
             self._agent_for(spec)
-        self.app.timer(interval=max(1.0, min(30.0, self.proc.processor_wait_s / 4)))(self.overdue)
         processor = self
 
         async def memory(web: Any, request: Any) -> Any:  # faust binds a page to its View
             return await processor.memory(web, request)
 
         self.app.page("/ledger/memory/")(memory)
+        self.tick_s = max(1.0, min(30.0, self.proc.processor_wait_s / 4))
+        for kind in {*WAITING_KINDS.values(), "other"}:  # every series there from the start
+            metrics.OLDEST_WAITING.labels("processor", kind).set(0)
+        self.last_tick = time.monotonic()
+
+        async def metrics_page(web: Any, request: Any) -> Any:
+            body, content_type = metrics.exposition(request.headers.get("Accept", ""))
+            return web.bytes(body, headers={"Content-Type": content_type})
+
+        async def healthz(web: Any, request: Any) -> Any:
+            return web.text("ok\n")
+
+        async def readyz(web: Any, request: Any) -> Any:
+            # ready: not rebalancing, and the timer ran lately (the event loop is not stuck)
+            ready = not processor.app.rebalancing and (
+                time.monotonic() - processor.last_tick < 3 * processor.tick_s + 10
+            )
+            return web.text("ready\n" if ready else "not ready\n", status=200 if ready else 503)
+
+        self.app.page("/metrics")(metrics_page)
+        self.app.page("/healthz")(healthz)
+        self.app.page("/readyz")(readyz)
 
         async def assigned(app: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
             processor.ledger.forget_rebooked()
 
         self.app.on_partitions_assigned.connect(assigned)
+        self.app.timer(interval=self.tick_s)(self.overdue)
 
     def _app(self, web_port: int) -> faust.App:
         kafka, proc = self.kafka, self.proc
@@ -183,11 +205,13 @@ class Processor:
         await self.commands_topic.send(
             key=cmd.order_key.encode(), value=self.commands_serde.dumps(cmd.to_avro())
         )
+        metrics.RECORDS_OUT.labels("processor", self.commands_name).inc()
 
     async def dead_letter(self, message: Any, exc: BaseException, kind: str) -> None:
         log.warning(
             "dead letter %s[%d]@%d: %s", message.topic, message.partition, message.offset, exc
         )
+        metrics.DEAD_LETTERS.labels("processor", message.topic, kind).inc()
         await self.app.producer.send_and_wait(
             message.topic + ".dlq",
             key=message.key,
@@ -229,6 +253,11 @@ class Processor:
 
     async def handle(self, spec: topics.TopicSpec, serde: Serde, event: faust.EventT) -> None:
         """One input record: decode, book, send; poison goes to ``<topic>.dlq``."""
+        metrics.RECORDS_IN.labels("processor", event.message.topic).inc()
+        with metrics.PROCESSING.labels("processor").time():
+            await self._handle(spec, serde, event)
+
+    async def _handle(self, spec: topics.TopicSpec, serde: Serde, event: faust.EventT) -> None:
         try:
             record = serde.loads(event.value)
         except Exception as exc:  # noqa: BLE001 - anything undecodable is poison
@@ -266,13 +295,17 @@ class Processor:
         """Report what waited too long; post incomplete deposits when the policy says so."""
         proc, waiting, notified = self.proc, self.waiting, self.notified
         now = time.time()
+        self.last_tick = time.monotonic()
         due: list[tuple[str, dict[str, Any]]] = []
         still: set[str] = set()
+        oldest: dict[str, float] = dict.fromkeys([*WAITING_KINDS.values(), "other"], 0.0)
         # one pass over RocksDB without awaiting (a rebalance may close its databases), keeping
         # only what is due; at most OVERDUE_PER_TICK reports per tick, the rest on the next
         for oid, state in waiting.items():
             if state is None:
                 continue
+            kind = _waiting_kind(oid)
+            oldest[kind] = max(oldest[kind], now - state["since"])
             if oid in notified:
                 still.add(oid)
             elif now - state["since"] >= proc.processor_wait_s:
@@ -281,6 +314,8 @@ class Processor:
                     break
         else:
             notified.intersection_update(still)  # forget what no longer waits
+        for kind, age in oldest.items():
+            metrics.OLDEST_WAITING.labels("processor", kind).set(age)
         for oid, state in due:
             notified.add(oid)
             reason = f"{oid} waited {proc.processor_wait_s:.0f}s for {state['reason']}"
@@ -300,6 +335,7 @@ class Processor:
                     )
                     continue
             log.warning(reason)
+            metrics.DEAD_LETTERS.labels("processor", state["topic"], "PartnerTimeout").inc()
             await self.app.producer.send_and_wait(
                 state["topic"] + ".dlq",
                 key=oid.encode(),
@@ -319,6 +355,25 @@ class Processor:
         return web.json(store.memory_report(self.app, self.budget, objects=objects))
 
 
+# what waits, by Stripe id prefix (the label of ledgerstream_oldest_waiting_seconds)
+WAITING_KINDS = {
+    "po_": "payout",
+    "in_": "invoice",
+    "ch_": "charge",
+    "py_": "charge",
+    "re_": "refund",
+    "pyr_": "refund",
+    "dp_": "dispute",
+    "du_": "dispute",
+    "cn_": "credit_note",
+    "cus_": "customer",
+}
+
+
+def _waiting_kind(oid: str) -> str:
+    return next((k for p, k in WAITING_KINDS.items() if oid.startswith(p)), "other")
+
+
 def _kind(exc: BaseException) -> str:
     return type(exc).__name__
 
@@ -336,4 +391,8 @@ def run_worker(web_port: int = 6066, loglevel: str = "info") -> None:
     settings.accounting()  # stops here, naming every NetSuite set-up id that is not set
     wait_for_brokers(log)
     app = create_app(web_port)
-    Worker(app, loglevel=loglevel).execute_from_commandline()
+    logs.COMPONENT["name"] = "processor"
+    json_logs = settings.ObservabilitySettings().log_format == "json"
+    Worker(
+        app, loglevel=loglevel, logging_config=logs.dict_config(loglevel) if json_logs else None
+    ).execute_from_commandline()

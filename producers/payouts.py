@@ -26,7 +26,7 @@ from ledgerstream.avro import Serde
 from ledgerstream.bootstrap import Bootstrap
 from ledgerstream.producers.publisher import STAGE_DELIVERY_TIMEOUT_MS, EventPublisher, PublishError
 from ledgerstream.producers.stripe_api import StripeAPI
-from ledgerstream.stage import ProduceFailed, Runner, Stage
+from ledgerstream.stage import ProduceFailed, Runner, Stage, serve_metrics
 from ledgerstream.stripe_records import BadEvent
 
 log = logging.getLogger(__name__)
@@ -106,4 +106,5 @@ def run(boot: Bootstrap | None = None) -> None:
     worker = PayoutContents(boot)
     signal.signal(signal.SIGTERM, worker.stop)
     signal.signal(signal.SIGINT, worker.stop)
+    serve_metrics(worker.runner)
     worker.run()

@@ -38,7 +38,7 @@ from ledgerstream.avro import Serde
 from ledgerstream.bootstrap import Bootstrap
 from ledgerstream.producers.publisher import STAGE_DELIVERY_TIMEOUT_MS, PublishError
 from ledgerstream.producers.stripe_api import StripeAPI
-from ledgerstream.stage import ProduceFailed, Runner, Stage
+from ledgerstream.stage import ProduceFailed, Runner, Stage, serve_metrics
 from ledgerstream.stripe_records import BadEvent
 
 log = logging.getLogger(__name__)
@@ -185,4 +185,5 @@ def run(boot: Bootstrap | None = None) -> None:
     router = Router(boot)
     signal.signal(signal.SIGTERM, router.stop)
     signal.signal(signal.SIGINT, router.stop)
+    serve_metrics(router.runner)
     router.run()

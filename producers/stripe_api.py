@@ -18,7 +18,7 @@ from typing import Any
 import stripe
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
-from ledgerstream import settings
+from ledgerstream import metrics, settings
 
 # list endpoints used by backfill, with what each needs expanded for the pipeline
 LIST_ENDPOINTS: dict[str, tuple[str, ...]] = {
@@ -104,7 +104,12 @@ class StripeAPI:
                 self.throttle.wait()
                 self.requests += 1
                 sent = time.monotonic()
-                response = self.client.raw_request("get", path, **(params or {}))
+                try:
+                    response = self.client.raw_request("get", path, **(params or {}))
+                except Exception as exc:
+                    metrics.STRIPE_CALLS.labels("read", metrics.stripe_outcome(exc)).inc()
+                    raise
+                metrics.STRIPE_CALLS.labels("read", "ok").inc()
                 took = math.ceil(time.monotonic() - sent)
                 return dict(response.data), answered_at(response.headers) - took
         raise AssertionError("unreachable")

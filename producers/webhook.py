@@ -20,7 +20,7 @@ from typing import Any
 import stripe
 from aiohttp import web
 
-from ledgerstream import settings
+from ledgerstream import logs, metrics, settings
 from ledgerstream.bootstrap import Bootstrap
 from ledgerstream.producers.publisher import EventPublisher, PublishError
 from ledgerstream.stripe_records import BadEvent
@@ -58,6 +58,7 @@ async def handle_webhook(request: web.Request) -> web.Response:
     try:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
+        metrics.WEBHOOKS.labels("too_large").inc()
         return _problem(413, f"body larger than {MAX_BODY} bytes")
     secrets = [s.get_secret_value() for s in cfg.stripe_webhook_secrets]
     try:
@@ -66,24 +67,36 @@ async def handle_webhook(request: web.Request) -> web.Response:
         )
     except stripe.SignatureVerificationError as exc:
         log.warning("webhook rejected: %s", exc.user_message or exc)
+        metrics.WEBHOOKS.labels("bad_signature").inc()
         return _problem(400, "signature verification failed")
     try:
         event: Any = json.loads(body)
     except ValueError:
+        metrics.WEBHOOKS.labels("malformed").inc()
         return _problem(400, "body is not JSON")
     publisher = request.app[PUBLISHER]
     try:
         topic = await publisher.publish(event)
     except BadEvent as exc:
         publisher.counts["rejected"] += 1
+        metrics.WEBHOOKS.labels("malformed").inc()
         return _problem(400, str(exc))
     except PublishError as exc:
         log.error("event %s not acknowledged by the broker: %s", event.get("id"), exc)
+        metrics.WEBHOOKS.labels("unavailable").inc()
         return _problem(503, "event could not be stored; retry later")
     if topic is None:
         log.info("event %s of unhandled type %s acknowledged", event["id"], event["type"])
+        metrics.WEBHOOKS.labels("ignored").inc()
         return web.json_response({"received": True, "ignored": True})
+    metrics.WEBHOOKS.labels("accepted").inc()
+    metrics.RECORDS_OUT.labels("webhook", topic).inc()
     return web.json_response({"received": True, "topic": topic})
+
+
+async def metrics_page(request: web.Request) -> web.Response:
+    body, content_type = metrics.exposition(request.headers.get("Accept", ""))
+    return web.Response(body=body, headers={"Content-Type": content_type})
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -106,6 +119,7 @@ def make_app(boot: Bootstrap | None = None) -> web.Application:
     app.router.add_post("/webhooks/stripe", handle_webhook)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_page)
 
     async def close(app: web.Application) -> None:
         app[PUBLISHER].close()
@@ -119,5 +133,6 @@ def serve(host: str, port: int, boot: Bootstrap | None = None) -> None:
     if not boot.stripe.stripe_webhook_secrets:
         raise SystemExit("LEDGER_STRIPE_WEBHOOK_SECRETS is not set: webhooks cannot be verified")
     app = make_app(boot)
+    logs.COMPONENT["name"] = "webhook"
     # aiohttp finishes in-flight requests on SIGTERM/SIGINT within shutdown_timeout
     web.run_app(app, host=host, port=port, shutdown_timeout=30, print=None, access_log=None)

@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import re
 import signal
 import threading
 import time
@@ -56,20 +57,24 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from ledgerstream import settings, topics
+from ledgerstream import metrics, settings, topics
 from ledgerstream.accounting.deposits import on_suspense
 from ledgerstream.avro import Serde
 from ledgerstream.bootstrap import Bootstrap
 from ledgerstream.commands import Command, canonical_json, resolve_refs, sublists
-from ledgerstream.kafka_util import end_offset, where
+from ledgerstream.kafka_util import end_offset, read_latest, where
 from ledgerstream.sinks.limiter import AdaptiveLimiter
 from ledgerstream.sinks.netsuite_client import (
     NetSuiteAuthError,
     NetSuiteResponseError,
 )
-from ledgerstream.stage import ProduceFailed, Runner, Stage
+from ledgerstream.stage import ProduceFailed, Runner, Stage, serve_metrics
 
 log = logging.getLogger(__name__)
+
+
+# NetSuite's answer to a reference to an internal id it does not hold
+INVALID_REFERENCE = re.compile(r"Invalid Field Value (\S+) for the following field")
 
 
 class FatalSinkError(RuntimeError):
@@ -171,34 +176,11 @@ class BackrefIndex:
 
 
 def read_compacted(topic: str, serde: Serde) -> dict[bytes, Any]:
-    """The latest value of every key of a compacted topic (None: a tombstone), read up to the
-    end offsets seen at start."""
-    consumer = Consumer(
-        {
-            **settings.kafka().client_config(),
-            "group.id": "ledgerstream-compacted-reader-unused",  # assign() only, never committed
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-        }
-    )
-    try:
-        md = consumer.list_topics(topic, timeout=10).topics[topic]
-        parts = [TopicPartition(topic, p, 0) for p in md.partitions]
-        consumer.assign(parts)
-        ends = {p.partition: end_offset(consumer, topic, p.partition) for p in parts}
-        position = {p: 0 for p in ends}
-        latest: dict[bytes, Any] = {}
-        while any(position[p] < end for p, end in ends.items()):
-            msg = consumer.poll(1.0)
-            if msg is None or msg.error():
-                continue
-            value = msg.value()
-            latest[msg.key() or b""] = None if value is None else serde.loads(value)
-            _, partition, offset = where(msg)
-            position[partition] = offset + 1
-        return latest
-    finally:
-        consumer.close()
+    """The latest value of every key of a compacted topic, decoded (None: a tombstone)."""
+    return {
+        key: None if value is None else serde.loads(value)
+        for key, (_, value) in read_latest(topic).items()
+    }
 
 
 @dataclass
@@ -223,6 +205,9 @@ class Outcome:
     error: BaseException | None = None
     # the records a deposit was written without (their payment lines on suspense)
     suspended: tuple[tuple[str, str], ...] = ()
+    # references NetSuite refused because it no longer holds them under the internal id the
+    # sink knew: what it holds them under now (None: nothing, deleted or lost in a restore)
+    stale: dict[tuple[str, str], str | None] | None = None
 
 
 class NetSuiteSink(Stage):
@@ -271,6 +256,8 @@ class NetSuiteSink(Stage):
         self._verified, self._verified_at = False, -1e9
         self._refused = False  # the credentials were judged wrong: the sink is stopping
         self.last_sweep = self.last_follow = self.last_report = time.monotonic()
+        self.last_gauges = 0.0
+        self._waiting_kinds: set[str] = set()  # record types reported waiting once
         self.runner = Runner(self, commit_interval_s=0.5)
 
     @property
@@ -334,6 +321,22 @@ class NetSuiteSink(Stage):
         if now - self.last_report > self.cfg.sink_report_interval_s:
             self.last_report = now
             self._report()
+        if now - self.last_gauges >= 1.0:
+            self.last_gauges = now
+            self._gauges(now)
+
+    def _gauges(self, now: float) -> None:
+        metrics.NETSUITE_LIMIT.set(self.limiter.limit)
+        metrics.NETSUITE_IN_FLIGHT.set(len(self.in_flight))
+        metrics.DEPOSITS_ON_SUSPENSE.set(len(self.suspended))
+        oldest: dict[str, float] = {}
+        for key in self.blocked:  # the order keys whose commands wait for references
+            for item in self.queues.get(key, ()):
+                kind = item.cmd.record_type
+                oldest[kind] = max(oldest.get(kind, 0.0), now - item.since)
+        for kind in {*oldest, *self._waiting_kinds}:
+            metrics.OLDEST_WAITING.labels("sink", kind).set(oldest.get(kind, 0.0))
+        self._waiting_kinds |= set(oldest)
 
     def _report(self) -> None:
         log.info(
@@ -436,9 +439,10 @@ class NetSuiteSink(Stage):
     ) -> None:
         self.blocked.discard(key)
         resolved = resolve_refs(body, self.index.ids)
+        refs = {d: self.index.ids[d] for d in item.cmd.depends_on if d in self.index.ids}
         self.in_flight[key] = item
         self.pool.submit(
-            self._write_task, item, canonical_json(resolved), sublists(resolved), suspended
+            self._write_task, item, canonical_json(resolved), sublists(resolved), suspended, refs
         )
 
     def _on_suspense(self, item: Pending, missing: list[tuple[str, str]]) -> dict[str, Any] | None:
@@ -495,6 +499,7 @@ class NetSuiteSink(Stage):
         body_json: str,
         replace: list[str],
         suspended: tuple[tuple[str, str], ...] = (),
+        refs: dict[tuple[str, str], str] | None = None,
     ) -> None:
         cmd = item.cmd
         retrying = Retrying(
@@ -511,14 +516,47 @@ class NetSuiteSink(Stage):
                         raise InterruptedError("sink stopping")
                     internal_id = self._request(cmd, body_json, replace)
             self.results.put(Outcome(item, internal_id=internal_id, suspended=suspended))
+        except NetSuiteResponseError as exc:
+            try:
+                stale = self._stale_refs(exc, refs or {})
+            except BaseException as lookup:  # noqa: BLE001 - handed to the main thread
+                exc, stale = lookup, None  # type: ignore[assignment]
+            self.results.put(Outcome(item, error=exc, stale=stale))
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
             self.results.put(Outcome(item, error=exc))
+
+    def _stale_refs(
+        self, exc: NetSuiteResponseError, refs: dict[tuple[str, str], str]
+    ) -> dict[tuple[str, str], str | None] | None:
+        """A write refused for a reference ("Invalid Field Value <id> for the following field:
+        …") whose internal id came from the back-reference index: is that id stale? NetSuite
+        is asked for the referenced record by its externalId. After a restore (or a record
+        deleted by hand) it holds it under a new id, or not at all: the answer, per stale
+        reference. None when nothing the sink knew was stale: a true refusal."""
+        if exc.status != 400:
+            return None
+        invalid = {
+            m.group(1).rstrip(".")
+            for d in exc.details
+            if (m := INVALID_REFERENCE.search(str(d.get("detail", ""))))
+        }
+        stale: dict[tuple[str, str], str | None] = {}
+        for dep, known in refs.items():
+            if known not in invalid:
+                continue
+            now = self._call(lambda dep=dep: self.client.internal_id(*dep), dep[0])
+            if now != known:
+                stale[dep] = now
+        return stale or None
 
     def _request(self, cmd: Command, body_json: str, replace: list[str]) -> str:
         if cmd.operation == "link":
             return self._link(cmd)
         return self._call(
-            lambda: self.client.upsert(cmd.record_type, cmd.external_id, body_json, replace=replace)
+            lambda: self.client.upsert(
+                cmd.record_type, cmd.external_id, body_json, replace=replace
+            ),
+            cmd.record_type,
         )
 
     def _link(self, cmd: Command) -> str:
@@ -526,7 +564,8 @@ class NetSuiteSink(Stage):
         from ``body.create`` (an upsert on the externalId, so a retry cannot create two)."""
         match, create = cmd.body["match"], cmd.body["create"]
         found = self._call(
-            lambda: self.client.find_id(cmd.record_type, match["field"], str(match["value"]))
+            lambda: self.client.find_id(cmd.record_type, match["field"], str(match["value"])),
+            cmd.record_type,
         )
         if found is not None:
             log.info("linked %s %s to existing %s", cmd.record_type, cmd.external_id, found)
@@ -535,10 +574,11 @@ class NetSuiteSink(Stage):
         return self._call(
             lambda: self.client.upsert(
                 cmd.record_type, cmd.external_id, canonical_json(body), replace=sublists(body)
-            )
+            ),
+            cmd.record_type,
         )
 
-    def _call(self, request: Any) -> Any:
+    def _call(self, request: Any, record_type: str) -> Any:
         """One NetSuite request inside a limiter slot, feeding the limiter what it answered."""
         with self.limiter.slot(self.stopping):
             if self._refused:  # judged wrong: no thread sends another request with them
@@ -546,15 +586,23 @@ class NetSuiteSink(Stage):
             with self._requests_lock:
                 self.requests += 1
             started = time.monotonic()
+            outcome = "error"
             try:
                 result = request()
+                outcome = "ok"
             except NetSuiteResponseError as exc:
+                outcome = str(exc.status)
                 if exc.status == 429:
+                    metrics.NETSUITE_THROTTLED.inc()
                     self.limiter.throttle()
                 elif exc.status == 401 and self.limiter.unauthorized():
                     if not self._credentials_work():
                         raise CredentialsRefused(BAD_CREDENTIALS) from exc
                 raise
+            finally:
+                metrics.NETSUITE_REQUESTS.labels(record_type, outcome).observe(
+                    time.monotonic() - started
+                )
             # still holding the slot: it counts as open
             self.limiter.succeeded(time.monotonic() - started)
         return result
@@ -601,6 +649,7 @@ class NetSuiteSink(Stage):
         max_attempts = self.cfg.sink_max_attempts
 
         def before_sleep(state: Any) -> None:
+            metrics.NETSUITE_RETRIES.labels(cmd.record_type).inc()
             level = logging.WARNING if state.attempt_number >= max_attempts else logging.DEBUG
             log.log(
                 level,
@@ -635,6 +684,9 @@ class NetSuiteSink(Stage):
             return  # stopping: stays unwritten and uncommitted
         if isinstance(exc, CredentialsRefused | NetSuiteAuthError):
             raise FatalSinkError(str(exc)) from exc
+        if outcome.stale:
+            self._forget_stale(item, outcome.stale)
+            return
         if item.msg is not None:
             self.pending -= 1
         if exc is None:
@@ -653,6 +705,30 @@ class NetSuiteSink(Stage):
         self._advance(key)
         if exc is None:
             self._wake((item.cmd.record_type, item.cmd.external_id))
+
+    def _forget_stale(self, item: Pending, stale: dict[tuple[str, str], str | None]) -> None:
+        """Learn where NetSuite holds the stale references now, and queue the command again
+        at the head of its order key: it is written at once with the new ids, or waits for
+        the records NetSuite lost until they are written again (a re-sync after a restore
+        sends them: ``ledgerstream replay --resync``), and its wait starts over."""
+        for dep, now in stale.items():
+            log.warning(
+                "%s %s: NetSuite no longer holds %s %s under internal id %s (deleted, or lost "
+                "in a restore): %s",
+                item.cmd.record_type,
+                item.cmd.external_id,
+                dep[0],
+                dep[1],
+                self.index.ids.get(dep),
+                f"it holds it under {now} now" if now else "waiting until it is written again",
+            )
+            if now is None:
+                self.index.ids.pop(dep, None)
+            else:
+                self.index.ids[dep] = now
+        item.since = time.monotonic()
+        self.queues.setdefault(item.cmd.order_key, deque()).appendleft(item)
+        self._advance(item.cmd.order_key)
 
     def _note_suspended(self, cmd: Command, suspended: tuple[tuple[str, str], ...]) -> None:
         """Remember a deposit written with records on suspense, to rewrite it when they are
@@ -689,7 +765,16 @@ class NetSuiteSink(Stage):
             }
         )
         self.runner.produce(self.backrefs_topic, key=cmd.key.encode(), value=value)
-        log.info("wrote %s %s -> internal id %s", cmd.record_type, cmd.external_id, internal_id)
+        log.info(
+            "wrote %s %s -> internal id %s",
+            cmd.record_type,
+            cmd.external_id,
+            internal_id,
+            extra={
+                "stripe_id": cmd.stripe_id,
+                "netsuite_record": f"{cmd.record_type}/{internal_id}",
+            },
+        )
 
     def _dead_letter(self, msg: Message, exc: BaseException, details: Any) -> None:
         extra: list[tuple[str, str | bytes | None]] = []
@@ -752,6 +837,7 @@ def run(boot: Bootstrap | None = None) -> None:
     sink = NetSuiteSink(boot)
     signal.signal(signal.SIGTERM, sink.stop)
     signal.signal(signal.SIGINT, sink.stop)
+    serve_metrics(sink.runner)
     try:
         sink.run()
     except FatalSinkError as exc:

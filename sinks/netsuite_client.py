@@ -233,6 +233,16 @@ class NetSuiteClient:
         ``NetSuiteResponseError`` with NetSuite's status if it is refused."""
         self.find_id("customer", "externalid", "ledgerstream-credentials-check")
 
+    def internal_id(self, record_type: str, external_id: str) -> str | None:
+        """The internal id NetSuite holds ``external_id`` under now (``GET …/eid:…``), or None
+        if it holds no such record (404)."""
+        try:
+            return str(self.get(record_type, f"eid:{external_id}")["id"])
+        except NetSuiteResponseError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
     def get(self, record_type: str, ident: str) -> dict[str, Any]:
         return self.read(f"{RECORD_ROOT}/{record_type}" + (f"/{ident}" if ident else ""))
 

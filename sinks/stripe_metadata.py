@@ -22,11 +22,11 @@ import stripe
 from confluent_kafka import Message
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from ledgerstream import settings, topics
+from ledgerstream import metrics, settings, topics
 from ledgerstream.avro import Serde
 from ledgerstream.bootstrap import Bootstrap
 from ledgerstream.producers.stripe_api import Throttle
-from ledgerstream.stage import ProduceFailed, Runner, Stage
+from ledgerstream.stage import ProduceFailed, Runner, Stage, serve_metrics
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,13 @@ class MetadataWriter(Stage):
                     with attempt:
                         self.throttle.wait()
                         self.calls += 1
-                        service.update(stripe_id, params={"metadata": metadata})
+                        try:
+                            service.update(stripe_id, params={"metadata": metadata})
+                        except Exception as exc:
+                            outcome = metrics.stripe_outcome(exc)
+                            metrics.STRIPE_CALLS.labels("update", outcome).inc()
+                            raise
+                        metrics.STRIPE_CALLS.labels("update", "ok").inc()
             except stripe.AuthenticationError as exc:
                 raise SystemExit(
                     f"stripe metadata writer stopped: Stripe refuses the API key ({exc}); "
@@ -145,4 +151,5 @@ def run(boot: Bootstrap | None = None) -> None:
     writer = MetadataWriter(boot)
     signal.signal(signal.SIGTERM, writer.stop)
     signal.signal(signal.SIGINT, writer.stop)
+    serve_metrics(writer.runner)
     writer.run()

@@ -76,6 +76,7 @@ class Pipeline:
     name: str = field(default_factory=lambda: "run" + secrets.token_hex(4))
     extra_env: dict[str, str] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    metrics_ports: dict[str, int] = field(default_factory=dict)  # component -> its port
 
     def __post_init__(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -164,8 +165,13 @@ class Pipeline:
     ) -> subprocess.Popen[bytes]:
         """Start ``ledgerstream <args>`` as ``name``; ``env`` overrides settings for it alone."""
         log = open(self.run_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the process
-        # one stable identity per component: restarted, it takes its partitions back at once
-        identity = {"LEDGER_KAFKA_GROUP_INSTANCE_ID": f"{self.name}-{name}"}
+        # one stable identity per component: restarted, it takes its partitions back at once;
+        # and its own metrics port (the default, 9400, is one per host)
+        self.metrics_ports[name] = free_port()
+        identity = {
+            "LEDGER_KAFKA_GROUP_INSTANCE_ID": f"{self.name}-{name}",
+            "LEDGER_METRICS_PORT": str(self.metrics_ports[name]),
+        }
         proc = subprocess.Popen(
             [sys.executable, "-m", "ledgerstream.cli", *args],
             env={**self.env(), **identity, **(env or {})},

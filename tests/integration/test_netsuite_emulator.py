@@ -448,3 +448,28 @@ def test_a_payment_or_credit_memo_may_not_apply_beyond_an_invoice_s_amount_remai
     ns.upsert("customerPayment", "ch_3", applying("30.00"))
     posted = ns.session.post(ns.url("customerPayment"), data=applying("0.01"))  # a create
     assert posted.status_code == 400 and "remaining (0.00)" in posted.text
+
+
+def test_delete_answers_204_and_an_internal_id_is_never_given_again(emulator: Pipeline) -> None:
+    """Oracle's "Deleting a Record Instance": DELETE …/{type}/{id} answers 204, no body."""
+    ns = client_for(emulator)
+    first = ns.upsert("customer", "cus_D1", CUSTOMER)
+    assert ns.internal_id("customer", "cus_D1") == first
+    gone = ns.session.delete(ns.url("customer", first))
+    assert gone.status_code == 204 and gone.content == b""
+    assert ns.internal_id("customer", "cus_D1") is None
+    with pytest.raises(NetSuiteResponseError) as missing:
+        ns.get("customer", first)
+    assert missing.value.status == 404
+    assert ns.session.delete(ns.url("customer", "eid:cus_D1")).status_code == 404
+    again = ns.upsert("customer", "cus_D1", CUSTOMER)  # written again: a new record
+    assert int(again) > int(first)
+    # a reference to the deleted id is refused, naming the value and the field
+    with pytest.raises(NetSuiteResponseError) as refused:
+        ns.upsert(
+            "invoice",
+            "in_D1",
+            json.dumps({"entity": {"id": first}, "item": {"items": [{"item": {"id": "301"}}]}}),
+        )
+    assert f"Invalid Field Value {first} for the following field: entity" in str(refused.value)
+    assert ns.session.delete(ns.url("subsidiary", "1")).status_code == 404  # set-up: kept

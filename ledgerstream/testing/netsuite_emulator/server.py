@@ -34,7 +34,8 @@ What it does as NetSuite does:
   check is NetSuite's; the wording of the message is ours, Oracle does not publish it);
 - ``PUT …/eid:{externalId}`` creates or updates (upsert); ``POST`` creates; both answer
   **204 No Content** with the record URL in ``Location``; ``GET`` reads; a record-type ``GET``
-  lists ids with ``limit``/``offset`` paging;
+  lists ids with ``limit``/``offset`` paging; ``DELETE`` deletes (204), and an internal id is
+  never given again;
 - external ids only of letters, digits, ``_`` and ``-``;
 - references ``{"id": …}`` must name existing records of the right type, else 400 with
   ``o:errorDetails`` (``detail``, ``o:errorCode``, ``o:errorPath``);
@@ -705,7 +706,32 @@ class Emulator:
             return web.Response(
                 text=dumps(out), content_type="application/vnd.oracle.resource+json"
             )
+        if request.method == "DELETE":
+            return self.delete(rtype, ident, eid)
         raise NetSuiteError(405, "INVALID_REQUEST", f"{request.method} is not supported yet")
+
+    def delete(self, rtype: str, ident: str, eid: str | None) -> web.Response:
+        """``DELETE …/{type}/{id|eid:…}``: 204 with no body (Oracle, "Deleting a Record
+        Instance", section_1545142287). What the record applied to invoices or deposited is
+        released with it. Not modelled: NetSuite's refusal to delete a record others depend on."""
+        record = (
+            self.store.get_by_eid(rtype, eid)
+            if eid is not None
+            else self.store.get(rtype, int(ident))
+            if ident.isdigit()
+            else None
+        )
+        if record is None or record.id < 1000:  # the set-up records are not ours to delete
+            raise NetSuiteError(
+                404,
+                "NONEXISTENT_ID",
+                f"The record instance does not exist. Provide a valid record instance ID. "
+                f"({rtype} {ident})",
+            )
+        self.store.delete(record)
+        self._deposited = None  # recomputed from what is left
+        self._applied = None
+        return web.Response(status=204)
 
     def governance(self, request: web.Request) -> web.Response:
         """``GET /system/v1/governanceLimits``, in the shapes of Oracle's GovernanceLimits

@@ -84,7 +84,7 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(
             """CREATE TABLE IF NOT EXISTS records (
-                 id INTEGER PRIMARY KEY, type TEXT NOT NULL, external_id TEXT,
+                 id INTEGER PRIMARY KEY AUTOINCREMENT, type TEXT NOT NULL, external_id TEXT,
                  fields TEXT NOT NULL, created TEXT NOT NULL, last_modified TEXT NOT NULL,
                  version INTEGER NOT NULL DEFAULT 1)"""
         )
@@ -108,6 +108,7 @@ class Store:
     def reset(self) -> None:
         with self._lock:
             self._db.execute("DELETE FROM records")
+            self._db.execute("DELETE FROM sqlite_sequence WHERE name = 'records'")
         self.seed()
         self._reserve_seed_ids()
 
@@ -175,6 +176,12 @@ class Store:
             now,
             record.version + 1,
         )
+
+    def delete(self, record: Record) -> None:
+        """Gone for good: its internal id is never given again (AUTOINCREMENT), as NetSuite
+        never reuses one."""
+        with self._lock:
+            self._db.execute("DELETE FROM records WHERE id=?", (record.id,))
 
     def list(self, rtype: str | None = None, include_seed: bool = False) -> list[Record]:
         sql = f"SELECT {self._COLS} FROM records WHERE type != '_sequence'"
