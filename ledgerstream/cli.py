@@ -231,27 +231,54 @@ def producer_poll(once: bool, interval: float, since: str | None) -> None:
 )
 @click.option("--window-days", default=7, show_default=True, help="size of a created window")
 @click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option(
+    "--over",
+    is_flag=True,
+    help="start over, even if an earlier run of this backfill stopped part way",
+)
+@click.option(
+    "--write-seconds",
+    type=float,
+    default=0.5,
+    show_default=True,
+    help="one NetSuite write's time, for the estimate of the writes the backfill brings",
+)
 def producer_backfill(
-    start: str, end: str | None, kinds: str, window_days: int, progress: bool
+    start: str,
+    end: str | None,
+    kinds: str,
+    window_days: int,
+    progress: bool,
+    over: bool,
+    write_seconds: float,
 ) -> None:
-    """Publish history from the list endpoints, for any period (beyond 30 days)."""
-    import time
+    """Publish history from the list endpoints, for any period (beyond 30 days).
 
+    Resumes after the last completed window when the same backfill (period, types, window
+    size) stopped part way (its position is kept in Kafka)."""
     from ledgerstream.bootstrap import Bootstrap
-    from ledgerstream.producers.backfill import backfill
+    from ledgerstream.producers.backfill import backfill, progress_key
+    from ledgerstream.producers.cursor import CursorStore
 
     boot = Bootstrap()
     api = boot.stripe_api()  # first: stops if the Stripe key is unset
     publisher = boot.publisher()
+    cursors = CursorStore()
+    chosen = [k.strip() for k in kinds.split(",") if k.strip()]
+    first, last = _when(start), _when(end) if end else None
+    if over:
+        cursors.save(progress_key(first, last, chosen, window_days * 86400), {"complete": True})
     try:
         counts = backfill(
             api,
             publisher,
-            _when(start),
-            _when(end) if end else int(time.time()),
-            [k.strip() for k in kinds.split(",") if k.strip()],
+            first,
+            last,
+            chosen,
             window_s=window_days * 86400,
             progress=progress,
+            cursors=cursors,
+            write_s=write_seconds,
         )
     finally:
         publisher.close()
@@ -719,6 +746,21 @@ def dlq_redrive_cmd(
         f"{'would redrive' if dry_run else 'redriven'}: {len(result.sent)}; redriven before, "
         f"passed over: {len(result.already)}; nothing to send: {len(result.empty)}"
     )
+
+
+@main.command("status")
+@click.argument("stripe_id")
+def status_cmd(stripe_id: str) -> None:
+    """Where a Stripe object is: received (event ids and times), processed (or waiting, on
+    what, since when), the NetSuite commands sent for it, written (record type, internal id,
+    link to NetSuite), its back-reference in Stripe, or failed (why, and the redrive)."""
+    from ledgerstream import status
+
+    entries = status.read(stripe_id)
+    for line in status.describe(stripe_id, entries):
+        click.echo(line)
+    if not entries:
+        sys.exit(1)
 
 
 @main.command("config-reference")

@@ -46,6 +46,9 @@ CURSORS = TopicSpec("ledgerstream.cursors", None, compacted=True, dead_letters=F
 # the dead letters sent back to their topics (key: <dlq topic>:<partition>:<offset>), so that
 # a second redrive passes them over (see ledgerstream.dlq)
 REDRIVEN = TopicSpec("ledgerstream.redriven", None, compacted=True, dead_letters=False)
+# where each Stripe object is in the pipeline, as the components report it (key: <stripe id>|
+# <stage>[|<detail>]; see ledgerstream.status)
+STATUS = TopicSpec("ledgerstream.status", None, compacted=True, dead_letters=False)
 
 # the topics a Stripe event is published to (see ledgerstream.stripe_records.route)
 STRIPE_TOPICS = (
@@ -79,6 +82,7 @@ ALL = (
     NETSUITE_SUSPENDED,
     CURSORS,
     REDRIVEN,
+    STATUS,
 )
 
 

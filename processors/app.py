@@ -48,11 +48,12 @@ import logging
 import os
 import ssl
 import time
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import faust
 
-from ledgerstream import logs, metrics, settings, topics
+from ledgerstream import logs, metrics, settings, status, topics
 from ledgerstream.accounting.ledger import Ledger, Outcome
 from ledgerstream.avro import Serde
 from ledgerstream.commands import Command
@@ -99,6 +100,7 @@ class Processor:
         # command key -> command_id being sent by an agent right now (see ``take``)
         self.sending: dict[str, str] = {}
         commands_name = self.commands_name = topics.name(topics.NETSUITE_COMMANDS)
+        self.status_topic = status.topic()
         self.commands_serde = Serde(commands_name, topics.NETSUITE_COMMANDS.schema or "")
         self.commands_topic = self._raw_topic(commands_name)
         for spec in INPUTS:
@@ -223,7 +225,9 @@ class Processor:
             ),
         )
 
-    async def take(self, outcome: Outcome, event: faust.EventT, topic: str) -> None:
+    async def take(
+        self, outcome: Outcome, event: faust.EventT, topic: str, own: str | None = None
+    ) -> None:
         """Send what changed, note what waits and dead-letter what cannot be mapped."""
         emitted, waiting, sending = self.emitted, self.waiting, self.sending
         for cmd in outcome.commands:
@@ -241,15 +245,45 @@ class Processor:
             finally:
                 if sending.get(cmd.key) == cmd.command_id:
                     del sending[cmd.key]
+            await self._status(
+                cmd.stripe_id,
+                "sent",
+                cmd.key,
+                record_type=cmd.record_type,
+                external_id=cmd.external_id,
+                command_id=cmd.command_id,
+            )
         for oid in outcome.ready:
             if waiting.get(oid) is not None:
                 waiting.pop(oid)
+        for oid in {*outcome.ready, *([own] if own else [])} - set(outcome.waiting):
+            await self._status(oid, "processed", state="booked")
         for oid, reason in outcome.waiting.items():
             current = waiting.get(oid)
             if current is None or current.get("reason") != reason:
-                waiting[oid] = {"reason": reason, "since": time.time(), "topic": topic}
+                since = time.time()
+                waiting[oid] = {"reason": reason, "since": since, "topic": topic}
+                await self._status(
+                    oid,
+                    "processed",
+                    state="waiting",
+                    reason=reason,
+                    since=datetime.fromtimestamp(since, UTC).isoformat(),
+                )
         for oid, reason in outcome.unmapped.items():
             await self.dead_letter(event.message, RuntimeError(f"{oid}: {reason}"), "UnmappedError")
+
+    async def _status(self, stripe_id: str, stage: str, detail: str = "", **fields: Any) -> None:
+        """Report where an object is (``ledgerstream.status``), acknowledged before the commit
+        like every other write."""
+        await self.app.producer.send(
+            self.status_topic,
+            key=status.key(stripe_id, stage, detail),
+            value=status.value(**fields),
+            partition=None,
+            timestamp=None,
+            headers=None,
+        )
 
     async def handle(self, spec: topics.TopicSpec, serde: Serde, event: faust.EventT) -> None:
         """One input record: decode, book, send; poison goes to ``<topic>.dlq``."""
@@ -270,7 +304,8 @@ class Processor:
             # agent raised and commits past it, so raising here would drop it silently.
             await self.dead_letter(event.message, RuntimeError(f"cannot map: {exc!r}"), _kind(exc))
             return
-        await self.take(outcome, event, event.message.topic)
+        own = record.get("id") if isinstance(record, dict) else None
+        await self.take(outcome, event, event.message.topic, own if isinstance(own, str) else None)
 
     def _agent_for(self, spec: topics.TopicSpec) -> None:
         name = topics.name(spec)

@@ -33,7 +33,7 @@ from confluent_kafka import Message
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_never, wait_exponential
 from tenacity.wait import wait_base
 
-from ledgerstream import settings, topics
+from ledgerstream import settings, status, topics
 from ledgerstream.avro import Serde
 from ledgerstream.bootstrap import Bootstrap
 from ledgerstream.producers.publisher import STAGE_DELIVERY_TIMEOUT_MS, PublishError
@@ -147,6 +147,7 @@ class Router(Stage):
         self.topic = topics.name(topics.STRIPE_EVENTS)
         self.serde = Serde(self.topic, topics.STRIPE_EVENTS.schema or "")
         self.group_id = settings.kafka().topic("ledgerstream-router")
+        self.status_topic = status.topic()
         self.batch_size = batch
         self.out = 0  # routed records not yet acknowledged
         self.routed = 0
@@ -160,6 +161,24 @@ class Router(Stage):
         if typed is not None:
             self.publisher.enqueue(typed)  # a record Kafka cannot take raises here: dead letter
             self.out += 1
+            self._status(event, typed.topic)
+
+    def _status(self, event: dict[str, Any], routed_to: str) -> None:
+        obj = (event.get("data") or {}).get("object") or {}
+        oid = obj.get("id")
+        if not isinstance(oid, str):
+            return
+        event_id = event.get("id") or f"{event.get('type')}@{event.get('created')}"
+        self.runner.produce(
+            self.status_topic,
+            key=status.key(oid, "event", str(event_id)),
+            value=status.value(
+                event_id=event.get("id"),
+                type=event.get("type"),
+                created=event.get("created"),
+                topic=routed_to,
+            ),
+        )
 
     def flush(self) -> None:
         if self.out:

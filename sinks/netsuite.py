@@ -57,7 +57,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from ledgerstream import metrics, settings, topics
+from ledgerstream import metrics, settings, status, topics
 from ledgerstream.accounting.deposits import on_suspense
 from ledgerstream.avro import Serde
 from ledgerstream.bootstrap import Bootstrap
@@ -229,6 +229,7 @@ class NetSuiteSink(Stage):
         )
         self.backrefs = Serde(self.backrefs_topic, topics.NETSUITE_BACKREFS.schema or "")
         self.suspended_topic = topics.name(topics.NETSUITE_SUSPENDED)
+        self.status_topic = status.topic()
         self.suspended_serde = Serde(self.suspended_topic, topics.NETSUITE_SUSPENDED.schema or "")
         self.group_id = self.cfg.sink_group_id
         self.batch_size = 500
@@ -417,6 +418,7 @@ class NetSuiteSink(Stage):
                         f"{self.cfg.sink_dependency_timeout_s:.0f}s: {missing}"
                     ),
                     details=None,
+                    cmd=item.cmd,
                 )
                 continue
             if chosen is None:
@@ -693,6 +695,7 @@ class NetSuiteSink(Stage):
             assert outcome.internal_id is not None
             self._note_suspended(item.cmd, outcome.suspended)
             self._backref(item.cmd, outcome.internal_id)
+            self._status_written(item.cmd, outcome.internal_id)
             if item.msg is not None:
                 self._done(item.msg)
             self.written += 1
@@ -701,7 +704,7 @@ class NetSuiteSink(Stage):
             log.error("rewriting %s %s failed: %s", item.cmd.record_type, item.cmd.key, exc)
         else:
             details = exc.details if isinstance(exc, NetSuiteResponseError) else None
-            self._dead_letter(item.msg, exc, details=details)
+            self._dead_letter(item.msg, exc, details=details, cmd=item.cmd)
         self._advance(key)
         if exc is None:
             self._wake((item.cmd.record_type, item.cmd.external_id))
@@ -776,11 +779,37 @@ class NetSuiteSink(Stage):
             },
         )
 
-    def _dead_letter(self, msg: Message, exc: BaseException, details: Any) -> None:
+    def _dead_letter(
+        self, msg: Message, exc: BaseException, details: Any, cmd: Command | None = None
+    ) -> None:
         extra: list[tuple[str, str | bytes | None]] = []
         if details is not None:
             extra.append(("netsuite.errorDetails", json.dumps(details).encode()))
         self.runner.dead_letter(msg, exc, extra)
+        if cmd is not None:
+            self.runner.produce(
+                self.status_topic,
+                key=status.key(cmd.stripe_id, "failed", cmd.key),
+                value=status.value(
+                    record_type=cmd.record_type,
+                    external_id=cmd.external_id,
+                    reason=str(exc),
+                    dlq=self.commands_topic + ".dlq",
+                ),
+            )
+
+    def _status_written(self, cmd: Command, internal_id: str) -> None:
+        """Written: so reported, and an earlier failure of the same command is gone."""
+        self.runner.produce(
+            self.status_topic,
+            key=status.key(cmd.stripe_id, "written", cmd.key),
+            value=status.value(
+                record_type=cmd.record_type, external_id=cmd.external_id, internal_id=internal_id
+            ),
+        )
+        self.runner.produce(
+            self.status_topic, key=status.key(cmd.stripe_id, "failed", cmd.key), value=None
+        )
 
     def _done(self, msg: Message) -> None:
         self.runner.done(msg)

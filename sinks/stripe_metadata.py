@@ -22,7 +22,7 @@ import stripe
 from confluent_kafka import Message
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from ledgerstream import metrics, settings, topics
+from ledgerstream import metrics, settings, status, topics
 from ledgerstream.avro import Serde
 from ledgerstream.bootstrap import Bootstrap
 from ledgerstream.producers.stripe_api import Throttle
@@ -58,6 +58,7 @@ class MetadataWriter(Stage):
         # what the records read since the last flush ask for, coalesced per Stripe object
         self.updates: dict[tuple[str, str], dict[str, str]] = {}
         self.sources: dict[tuple[str, str], list[Message]] = {}
+        self.status_topic = status.topic()
         self.runner = Runner(self)
 
     @property
@@ -136,6 +137,11 @@ class MetadataWriter(Stage):
                 continue
             self.updated += 1
             log.info("stripe %s %s metadata %s", obj, stripe_id, metadata)
+            self.runner.produce(
+                self.status_topic,
+                key=status.key(stripe_id, "backref"),
+                value=status.value(metadata=metadata),
+            )
 
     def _dead_letter(self, msg: Message, exc: Exception) -> None:
         self.runner.dead_letter(msg, exc)

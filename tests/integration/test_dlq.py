@@ -16,8 +16,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("local_stack")]
 
 
 def dlq(pipe: Pipeline, *args: str) -> subprocess.CompletedProcess[str]:
+    return run(pipe, "dlq", *args)
+
+
+def run(pipe: Pipeline, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "ledgerstream.cli", "dlq", *args],
+        [sys.executable, "-m", "ledgerstream.cli", *args],
         env=pipe.env(),
         capture_output=True,
         text=True,
@@ -58,6 +62,9 @@ def test_commands_netsuite_refused_are_redriven_once_it_accepts_them(pipe: Pipel
     assert dlq(pipe, "show", ref).stdout == shown.stdout
     assert dlq(pipe, "redrive").returncode == 2  # says which: never everything by default
 
+    failed = run(pipe, "status", "cus_d1").stdout
+    assert "FAILED" in failed and "ledgerstream dlq redrive --stripe-id cus_d1" in failed, failed
+
     behave(pipe, error_rates={})  # fixed
     dry = dlq(pipe, "redrive", "--topic", "netsuite.commands", "--dry-run")
     assert "would redrive: 3;" in dry.stdout, dry.stdout + dry.stderr
@@ -65,6 +72,8 @@ def test_commands_netsuite_refused_are_redriven_once_it_accepts_them(pipe: Pipel
     assert one.returncode == 0 and "redriven: 1;" in one.stdout, one.stdout + one.stderr
     wait_sink_done(pipe, timeout=90)
     assert [r["externalId"] for r in pipe.records("customer")] == ["cus_d1"]
+    written = run(pipe, "status", "cus_d1").stdout
+    assert "written" in written and "FAILED" not in written, written  # the failure is gone
 
     rest = dlq(pipe, "redrive", "--error-class", "NetSuiteResponseError")
     assert "redriven: 2; redriven before, passed over: 1;" in rest.stdout, rest.stdout

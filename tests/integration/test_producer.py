@@ -8,6 +8,7 @@ is a valid Stripe API call).
 from __future__ import annotations
 
 import collections
+import functools
 import json
 import subprocess
 import sys
@@ -20,7 +21,7 @@ import stripe
 from ledgerstream import settings, topics
 from ledgerstream.avro import Serde
 from ledgerstream.bootstrap import Bootstrap
-from ledgerstream.producers.backfill import backfill
+from ledgerstream.producers.backfill import backfill, windows
 from ledgerstream.producers.cursor import CursorStore
 from ledgerstream.producers.payouts import PayoutContents
 from ledgerstream.producers.poller import CatchUpPoller
@@ -197,3 +198,50 @@ def test_replay_file_through_the_cli(isolated: str, history: History, tmp_path: 
     raw = published(topics.STRIPE_EVENTS)
     assert len(raw) == len(handled)
     assert {r["source"] for r in raw} == {"replay"}
+
+
+def test_a_backfill_that_stopped_resumes_after_its_last_completed_window(
+    isolated: str, history: History, boot: Bootstrap, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backfill that crashed goes on where it was when started again: the windows whose
+    objects Kafka acknowledged are not read again, and nothing is missing. Once complete, the
+    same backfill starts over."""
+    api, publisher, cursors = boot.stripe_api(), boot.publisher(), CursorStore()
+    start, end, window = SCENARIO.start - 86400, history.events[-1]["created"] + 1, 10 * 86400
+    spans = list(windows(start, end, window))
+    assert len(spans) >= 4
+    pages = api.pages
+    read: list[tuple[str, int]] = []
+
+    class Crash(Exception):
+        pass
+
+    def reading(path: str, params: dict[str, Any], crash_at: int | None = None) -> Any:
+        if crash_at is not None and len(read) == crash_at:
+            raise Crash("the process died here")
+        read.append((path, params["created"]["gte"]))
+        return pages(path, params)
+
+    kinds = ["customers", "charges"]
+    run = functools.partial(
+        backfill, api, publisher, start, end, kinds, window_s=window, progress=False
+    )
+    try:
+        monkeypatch.setattr(api, "pages", functools.partial(reading, crash_at=len(spans) + 2))
+        with pytest.raises(Crash):
+            run(cursors=cursors)
+        first = list(read)  # every customer window and two charge windows
+        read.clear()
+        monkeypatch.setattr(api, "pages", reading)
+        again = run(cursors=cursors)
+        assert read == [("/v1/charges", a) for a, _ in spans[2:]]  # from the third on
+        read.clear()
+        over = run(cursors=cursors)  # complete: a new run reads everything again
+        assert len(read) == 2 * len(spans)
+    finally:
+        publisher.close()
+    assert first[: len(spans)] == [("/v1/customers", a) for a, _ in spans]
+    route_all(boot)
+    charges = {c["id"] for c in published(topics.STRIPE_CHARGE)}
+    assert charges == {o["id"] for o in history.objects.values() if o["object"] == "charge"}
+    assert again["customers"] == 0 and over["charges"] == len(charges)

@@ -23,7 +23,14 @@ def stand_in() -> Any:
         await asyncio.sleep(0)
         sent.append(cmd.key)
 
-    return SimpleNamespace(emitted={}, waiting={}, sending={}, send=send, sent=sent)
+    statuses: list[tuple[str, str, str]] = []
+
+    async def report(stripe_id: str, stage: str, detail: str = "", **_: Any) -> None:
+        statuses.append((stripe_id, stage, detail))
+
+    return SimpleNamespace(
+        emitted={}, waiting={}, sending={}, send=send, sent=sent, _status=report, statuses=statuses
+    )
 
 
 def test_two_agents_booking_the_same_record_at_once_send_its_command_once() -> None:
@@ -46,6 +53,11 @@ def test_two_agents_booking_the_same_record_at_once_send_its_command_once() -> N
         "customerPayment/ch_1": payment.command_id,
     }
     assert proc.sending == {}
+    # each command sent is reported on the status topic once, under its Stripe object
+    assert sorted(proc.statuses) == [
+        ("ch_1", "sent", "customerPayment/ch_1"),
+        ("in_1", "sent", "invoice/in_1"),
+    ]
     # a changed command is sent again; the same one is not
     changed = Command("invoice", "in_1", {"memo": "z"}, "invoice", "in_1", None)
     asyncio.run(Processor.take(proc, Outcome(commands=[changed, invoice, invoice]), None, "t"))
