@@ -18,10 +18,12 @@ import pytest
 from confluent_kafka import Consumer, Producer
 
 from ledgerstream import settings, topics
+from ledgerstream.avro import Serde
 from ledgerstream.bootstrap import Bootstrap
 from ledgerstream.producers.publisher import EventPublisher
 from ledgerstream.producers.router import Router
 from ledgerstream.testing.generator import History, Scenario, generate
+from tests.integration.helpers import consume_all
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("local_stack")]
 
@@ -63,6 +65,13 @@ def test_a_fenced_consumer_is_replaced_and_the_stage_reads_on(
         )
         assert producer.flush(30) == 0
 
+    ids = [e["data"]["object"]["id"] for e in events]
+    customers = topics.name(topics.STRIPE_CUSTOMER)
+    serde = Serde(customers, topics.STRIPE_CUSTOMER.schema or "")
+
+    def routed() -> set[str]:
+        return {serde.loads(m.value())["id"] for m in consume_all(customers)}
+
     router = Router(boot)
     worker = threading.Thread(target=router.run, daemon=True)
     worker.start()
@@ -87,7 +96,12 @@ def test_a_fenced_consumer_is_replaced_and_the_stage_reads_on(
             lambda: router.runner.counts["consumer_replaced"] >= 1,
         )
         publish(events[1])
-        until("the second event routed", lambda: router.routed == 2)
+        # seen on the customer topic, not counted: when the fence came before the commit of
+        # the first event, the new consumer reads that one again too (at-least-once), and a
+        # count of 2 was skipped (1, then 3 in one batch: a fresh-clone CI run of 21bdcdd;
+        # reproduced by delaying that commit)
+        until("the second event routed", lambda: ids[1] in routed())
+        assert ids[0] in routed()  # nothing lost
     finally:
         router.stop()
         worker.join(30)
