@@ -148,14 +148,18 @@ class Pipeline:
         env.update(self.extra_env)
         return env
 
-    def cli(self, *args: str, timeout: float = 120) -> str:
-        out = subprocess.run(
+    def run_cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """``ledgerstream <args>`` with this pipeline's settings, whatever its exit status."""
+        return subprocess.run(
             [sys.executable, "-m", "ledgerstream.cli", *args],
             env=self.env(),
             capture_output=True,
             text=True,
             timeout=timeout,
         )
+
+    def cli(self, *args: str, timeout: float = 120) -> str:
+        out = self.run_cli(*args, timeout=timeout)
         if out.returncode != 0:
             raise RuntimeError(f"ledgerstream {' '.join(args)} failed:\n{out.stdout}{out.stderr}")
         return out.stdout

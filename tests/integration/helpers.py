@@ -318,14 +318,20 @@ def written_by_pipeline(
             want[rtype] = want.get(rtype, 0) + 1
         pipe.wait_for_records(want, timeout=300)
         # everything sent was booked and written: nothing more is on its way
-        wait_caught_up(
-            f"{pipe.name}-processor",
-            [pipe.prefix + t for t in PROCESSOR_INPUTS],
-            timeout=120,
-            check=pipe.check_alive,
-        )
+        wait_pipeline_caught_up(pipe)
         commands = pipe.prefix + topics.NETSUITE_COMMANDS.name
-        wait_caught_up(
-            f"{pipe.name}-netsuite-sink", [commands], timeout=120, check=pipe.check_alive
-        )
         return pipe.records(), consume_all(commands + ".dlq", timeout=3)
+
+
+def wait_pipeline_caught_up(pipe: Pipeline, sink_timeout: float = 120) -> None:
+    """Until the processor's and the sink's groups committed the end of their inputs."""
+    wait_caught_up(
+        f"{pipe.name}-processor",
+        [pipe.prefix + t for t in PROCESSOR_INPUTS],
+        timeout=120,
+        check=pipe.check_alive,
+    )
+    commands = pipe.prefix + topics.NETSUITE_COMMANDS.name
+    wait_caught_up(
+        f"{pipe.name}-netsuite-sink", [commands], timeout=sink_timeout, check=pipe.check_alive
+    )

@@ -4,7 +4,6 @@ NetSuite sink writing the redriven commands to the emulator once it accepts them
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import pytest
 import requests
@@ -16,17 +15,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("local_stack")]
 
 
 def dlq(pipe: Pipeline, *args: str) -> subprocess.CompletedProcess[str]:
-    return run(pipe, "dlq", *args)
-
-
-def run(pipe: Pipeline, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ledgerstream.cli", *args],
-        env=pipe.env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return pipe.run_cli("dlq", *args)
 
 
 def behave(pipe: Pipeline, **changes: object) -> None:
@@ -62,7 +51,7 @@ def test_commands_netsuite_refused_are_redriven_once_it_accepts_them(pipe: Pipel
     assert dlq(pipe, "show", ref).stdout == shown.stdout
     assert dlq(pipe, "redrive").returncode == 2  # says which: never everything by default
 
-    failed = run(pipe, "status", "cus_d1").stdout
+    failed = pipe.run_cli("status", "cus_d1").stdout
     assert "FAILED" in failed and "ledgerstream dlq redrive --stripe-id cus_d1" in failed, failed
 
     behave(pipe, error_rates={})  # fixed
@@ -72,7 +61,7 @@ def test_commands_netsuite_refused_are_redriven_once_it_accepts_them(pipe: Pipel
     assert one.returncode == 0 and "redriven: 1;" in one.stdout, one.stdout + one.stderr
     wait_sink_done(pipe, timeout=90)
     assert [r["externalId"] for r in pipe.records("customer")] == ["cus_d1"]
-    written = run(pipe, "status", "cus_d1").stdout
+    written = pipe.run_cli("status", "cus_d1").stdout
     assert "written" in written and "FAILED" not in written, written  # the failure is gone
 
     rest = dlq(pipe, "redrive", "--error-class", "NetSuiteResponseError")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,11 +18,10 @@ from ledgerstream.testing.generator import Scenario, generate
 from ledgerstream.testing.pipeline import Pipeline
 from ledgerstream.testing.reference import reference_booking
 from tests.integration.helpers import (
-    PROCESSOR_INPUTS,
     consume_all,
     pipeline_on_double,
     post_webhooks,
-    wait_caught_up,
+    wait_pipeline_caught_up,
 )
 from tests.integration.test_netsuite_emulator import client_for
 from tests.integration.test_sink import _customer, publish, start_emulator, wait_sink_done
@@ -33,13 +31,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("local_stack")]
 
 
 def replay(pipe: Pipeline, *args: str, group: str = "sink") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ledgerstream.cli", "replay", "--group", group, *args],
-        env=pipe.env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return pipe.run_cli("replay", "--group", group, *args)
 
 
 def test_a_stopped_sink_reads_a_period_again_and_a_running_one_is_not_moved(
@@ -98,17 +90,6 @@ def _stop(pipe: Pipeline, *names: str) -> None:
         assert proc.wait(60) == 0, pipe.log(name)[-3000:]
 
 
-def _caught_up(pipe: Pipeline) -> None:
-    wait_caught_up(
-        f"{pipe.name}-processor",
-        [pipe.prefix + t for t in PROCESSOR_INPUTS],
-        timeout=120,
-        check=pipe.check_alive,
-    )
-    commands = pipe.prefix + topics.NETSUITE_COMMANDS.name
-    wait_caught_up(f"{pipe.name}-netsuite-sink", [commands], timeout=180, check=pipe.check_alive)
-
-
 def _by_external_id(records: list[dict[str, Any]]) -> dict[tuple[str, str], Any]:
     """Each record keyed by (type, externalId), its references to other written records
     named by their externalIds (internal ids change when a record is written again)."""
@@ -146,7 +127,7 @@ def test_resync_after_netsuite_lost_every_record_writes_them_all_again_identical
     with pipeline_on_double(tmp_path, history) as pipe:
         post_webhooks(pipe, history.events)
         pipe.wait_for_records(dict(want), timeout=300)
-        _caught_up(pipe)
+        wait_pipeline_caught_up(pipe, sink_timeout=180)
         before = pipe.records()
         assert len(before) == sum(want.values())
 
@@ -170,7 +151,7 @@ def test_resync_after_netsuite_lost_every_record_writes_them_all_again_identical
         pipe.start("processor-again", "processor", "worker")
         pipe.start("sink-again", "sink", "netsuite")
         pipe.wait_for_records(dict(want), timeout=300)
-        _caught_up(pipe)
+        wait_pipeline_caught_up(pipe, sink_timeout=180)
         after = pipe.records()
 
     assert len(after) == len(before)  # nothing twice

@@ -4,7 +4,6 @@ components write as they go."""
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 
 import pytest
@@ -17,13 +16,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("local_stack")]
 
 
 def status(pipeline: Pipeline, stripe_id: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ledgerstream.cli", "status", stripe_id],
-        env=pipeline.env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return pipeline.run_cli("status", stripe_id, timeout=60)
 
 
 def test_status_follows_an_invoice_from_its_events_to_netsuite_and_back(
