@@ -68,12 +68,25 @@ def _ephemeral_range() -> tuple[int, int]:
         return 32768, 60999  # Linux's default
 
 
+# the run ids (topic prefixes) this process made up, so that a test deletes the topics of its
+# own runs only: other sessions may share the broker (a test that deleted every topic created
+# while it ran also deleted a concurrently running benchmark's, which then crashed)
+RUN_IDS: set[str] = set()
+
+
+def new_run_id(kind: str = "run") -> str:
+    """A fresh run id (``<kind><8 hex digits>``), remembered in :data:`RUN_IDS`."""
+    run_id = kind + secrets.token_hex(4)
+    RUN_IDS.add(run_id)
+    return run_id
+
+
 @dataclass
 class Pipeline:
     """One isolated pipeline: its own topic prefix, consumer groups, ports and emulator data."""
 
     run_dir: Path
-    name: str = field(default_factory=lambda: "run" + secrets.token_hex(4))
+    name: str = field(default_factory=new_run_id)
     extra_env: dict[str, str] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     metrics_ports: dict[str, int] = field(default_factory=dict)  # component -> its port

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import collections.abc
-import secrets
+import re
 from pathlib import Path
 
 import pytest
@@ -9,9 +9,12 @@ import pytest
 from ledgerstream import settings, topic_admin
 from ledgerstream.bootstrap import Bootstrap
 from ledgerstream.testing.generator import History
-from ledgerstream.testing.pipeline import AppThread, Pipeline
+from ledgerstream.testing.pipeline import RUN_IDS, AppThread, Pipeline, new_run_id
 from ledgerstream.testing.stripe_double import StripeDouble
 from tests.integration.helpers import ACCOUNTING_ENV
+
+# a test run's topics: <run id>.<topic>, and its processor's <run id>-processor-<table>-changelog
+_RUN_ID = re.compile(r"^((?:run|t|w)[0-9a-f]{8})[.-]")
 
 
 @pytest.fixture(autouse=True)
@@ -25,7 +28,10 @@ def _topics_deleted_afterwards() -> collections.abc.Iterator[None]:
     before = set(client.list_topics(timeout=10).topics)
     yield
     after = set(client.list_topics(timeout=10).topics)
-    topic_admin.delete(client, sorted(after - before))
+    # only this process's runs: another session (a demo, a benchmark, a second pytest) may
+    # create topics on the same broker meanwhile, and must keep them
+    mine = [t for t in after - before if (m := _RUN_ID.match(t)) and m.group(1) in RUN_IDS]
+    topic_admin.delete(client, sorted(mine))
 
 
 @pytest.fixture
@@ -51,7 +57,7 @@ def pipe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> collections.abc.Ite
 @pytest.fixture
 def isolated(monkeypatch: pytest.MonkeyPatch) -> collections.abc.Iterator[str]:
     """A fresh topic prefix for this test, with its topics created."""
-    prefix = f"t{secrets.token_hex(4)}."
+    prefix = f"{new_run_id('t')}."
     monkeypatch.setenv("LEDGER_TOPIC_PREFIX", prefix)
     for cached in (settings.kafka, settings.stripe):
         cached.cache_clear()

@@ -29,7 +29,7 @@ from ledgerstream import settings, topic_admin, topics
 from ledgerstream.bootstrap import Bootstrap
 from ledgerstream.producers import webhook
 from ledgerstream.testing.fixtures import signed, slice_events
-from ledgerstream.testing.pipeline import AppThread
+from ledgerstream.testing.pipeline import AppThread, new_run_id
 from tests.integration.helpers import consume_all
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("local_stack")]
@@ -41,7 +41,7 @@ SEEN: Counter[str] = Counter()
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
     mp = pytest.MonkeyPatch()
-    mp.setenv("LEDGER_TOPIC_PREFIX", f"w{secrets.token_hex(4)}.")
+    mp.setenv("LEDGER_TOPIC_PREFIX", f"{new_run_id('w')}.")
     mp.setenv("LEDGER_STRIPE_WEBHOOK_SECRETS", SECRET)
     for cached in (settings.kafka, settings.stripe):
         cached.cache_clear()

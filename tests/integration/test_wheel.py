@@ -26,7 +26,7 @@ from confluent_kafka.admin import AdminClient
 from ledgerstream import settings, topics
 from ledgerstream.avro import Serde, schema_names
 from ledgerstream.testing.fixtures import signed, slice_events
-from ledgerstream.testing.pipeline import free_port
+from ledgerstream.testing.pipeline import free_port, new_run_id
 from tests import CHECKOUT
 from tests.integration.helpers import consume_all
 
@@ -81,7 +81,7 @@ def user(tmp_path: Path, installed: Path) -> dict[str, str]:
         "HOME": str(home),
         "KAFKA_BOOTSTRAP_SERVERS": kafka.kafka_bootstrap_servers,
         "SCHEMA_REGISTRY_URL": kafka.schema_registry_url,
-        "LEDGER_TOPIC_PREFIX": f"w{secrets.token_hex(4)}.",
+        "LEDGER_TOPIC_PREFIX": f"{new_run_id('w')}.",
     }
 
 
