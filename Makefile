@@ -12,10 +12,11 @@ help: ## list the targets
 install: ## create .venv and install the project with its test dependencies (idempotent)
 	@PYTHON=$(PYTHON) scripts/bootstrap
 
-demo: install ## the main job: start the local stack, run the slice end to end, print what NetSuite got
+demo: install ## the main job: a merchant month through the local stack, every payout reconciled, report.html
 	$(BIN)/ledgerstream demo
 
 test: install ## run every test (starts the local stack for the integration tests, stops it after)
+	scripts/browser
 	$(BIN)/pytest
 
 test-unit: install ## unit and contract tests only (no servers)

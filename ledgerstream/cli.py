@@ -200,7 +200,7 @@ def producer_poll(once: bool, interval: float, since: str | None) -> None:
 
     from ledgerstream.bootstrap import Bootstrap
     from ledgerstream.producers.cursor import CursorStore
-    from ledgerstream.producers.poller import CatchUpPoller, StopFlag
+    from ledgerstream.producers.poller import CatchUpPoller, StopFlag, serve_metrics
 
     boot = Bootstrap()
     api = boot.stripe_api()  # first: stops if the Stripe key is unset
@@ -213,6 +213,7 @@ def producer_poll(once: bool, interval: float, since: str | None) -> None:
         stop = StopFlag()
         signal.signal(signal.SIGTERM, stop.set)
         signal.signal(signal.SIGINT, stop.set)
+        serve_metrics(poller, interval)
         poller.run(interval, stop)
     finally:
         publisher.close()
@@ -763,6 +764,23 @@ def status_cmd(stripe_id: str) -> None:
         sys.exit(1)
 
 
+@main.command("ui")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    envvar="LEDGER_UI_HOST",
+    help="address to listen on (no authentication: keep it on loopback or behind a proxy)",
+)
+@click.option("--port", default=8088, show_default=True, envvar="LEDGER_UI_PORT")
+def ui_cmd(host: str, port: int) -> None:
+    """A status web page: search by Stripe id, recent objects by state, payouts and their
+    deposits, dead letters with redrive buttons, each component's lag and members."""
+    from ledgerstream.ui import serve
+
+    serve(host, port)
+
+
 @main.command("config-reference")
 @click.option(
     "--output",
@@ -783,19 +801,33 @@ def config_reference_cmd(output: Path | None) -> None:
 
 
 @main.command("demo")
-@click.option("--keep-running", is_flag=True, help="leave the components running afterwards")
+@click.option(
+    "--keep-running",
+    is_flag=True,
+    help="afterwards, serve the status page on the run until Ctrl-C",
+)
+@click.option(
+    "--slice",
+    "slice_",
+    is_flag=True,
+    help="instead of the month, four webhooks (customer, invoice, charge, paid) and the three "
+    "NetSuite records they make, printed in full",
+)
 @click.option(
     "--merchant",
     is_flag=True,
-    help="instead of four webhooks, a generated merchant history with every hard case "
-    "(served by the Stripe double): prints every deposit and what went to suspense",
+    help="instead of the month, a small generated merchant with every hard case: prints every "
+    "deposit and what went to suspense",
 )
-def demo_cmd(keep_running: bool, merchant: bool) -> None:
-    """The main job on the local stack: signed webhooks in, NetSuite records out."""
-    from ledgerstream.demo import run_demo, run_merchant_demo
+def demo_cmd(keep_running: bool, slice_: bool, merchant: bool) -> None:
+    """The main job on the local stack: a merchant month of signed webhooks in, NetSuite
+    records out, every payout reconciled, and an HTML report."""
+    from ledgerstream.demo import run_demo, run_merchant_demo, run_slice_demo
 
     if merchant:
         sys.exit(run_merchant_demo(echo=click.echo))
+    if slice_:
+        sys.exit(run_slice_demo(keep_running=keep_running, echo=click.echo))
     sys.exit(run_demo(keep_running=keep_running, echo=click.echo))
 
 

@@ -92,6 +92,11 @@ class Command:
     # deposits: where a payment line goes when the record it deposits is never written (the
     # sink posts the deposit with it there after its dependency timeout; see ``on_suspense``)
     suspense_account: str | None = field(default=None, compare=False)
+    # deposits, for the status they report (not sent: the sink has no use for them): the
+    # payout's currency, and on the first part what the deposit must add up to (minor units):
+    # the payout's amount, or 0 for a payout the bank returned (deposit_commands)
+    payout_currency: str | None = field(default=None, compare=False)
+    payout_amount: int | None = field(default=None, compare=False)
 
     @property
     def key(self) -> str:

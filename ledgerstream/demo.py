@@ -1,10 +1,13 @@
-"""The main job on the local stack: four signed Stripe webhooks in, NetSuite records out.
+"""The demos on the local stack (``ledgerstream demo``; ``make demo`` runs the first):
 
-Starts the local stack (unless servers are given in the environment), runs every component as
-its own process through the CLI, delivers ``customer.created``, ``invoice.finalized``,
-``charge.succeeded`` and ``invoice.paid`` as signed webhooks, waits for the NetSuite emulator
-to hold the customer, the invoice and the payment applied to it, prints them and the Stripe
-metadata updates, then stops what it started.
+- :func:`run_demo` (the main job): a merchant month through the whole pipeline, reconciled
+  per payout, with an HTML report (``ledgerstream.demo_month``);
+- :func:`run_slice_demo` (``--slice``): four signed webhooks in, three NetSuite records out,
+  printed in full;
+- :func:`run_merchant_demo` (``--merchant``): a small merchant with every hard case at once.
+
+Each starts the local stack (unless servers are given in the environment), runs every
+component as its own process through the CLI, and stops what it started.
 """
 
 from __future__ import annotations
@@ -22,10 +25,20 @@ from ledgerstream import stack as local_stack
 from ledgerstream.testing.fixtures import signed, slice_events
 from ledgerstream.testing.pipeline import Pipeline
 
+
+def run_demo(keep_running: bool = False, echo: Callable[[str], None] = print) -> int:
+    """The main job: a merchant month (see :mod:`ledgerstream.demo_month`)."""
+    from ledgerstream.demo_month import run_month
+
+    return run_month(keep_running=keep_running, echo=echo)
+
+
 WANT = {"customer": 1, "invoice": 1, "customerPayment": 1}
 
 
-def run_demo(keep_running: bool = False, echo: Callable[[str], None] = print) -> int:
+def run_slice_demo(keep_running: bool = False, echo: Callable[[str], None] = print) -> int:
+    """Four signed webhooks (customer, invoice, charge, paid) in; the three NetSuite records
+    they make and their Stripe metadata back-references out, printed in full."""
     started = local_stack.up(echo=echo)
     run_dir = settings.stack().stack_state_dir / "demo" / time.strftime("%Y%m%dT%H%M%S")
     pipeline = Pipeline(Path(run_dir))

@@ -93,6 +93,12 @@ WEBHOOKS = Counter(
     "bad_signature, malformed, too_large, unavailable: the broker did not acknowledge)",
     ["outcome"],
 )
+POLLED_EVENTS = Counter(
+    "ledgerstream_polled_events",
+    "Stripe events the Events API poller read, by what became of them (published: "
+    "acknowledged by the broker, ignored: a type not handled, rejected: malformed)",
+    ["outcome"],
+)
 
 EVERY = (
     RECORDS_IN,
@@ -109,6 +115,7 @@ EVERY = (
     DEPOSITS_ON_SUSPENSE,
     STRIPE_CALLS,
     WEBHOOKS,
+    POLLED_EVENTS,
 )
 
 

@@ -437,7 +437,8 @@ class ObservabilitySettings(_Base):
     metrics_port: int = Field(
         9400,
         description="port of /metrics, /healthz and /readyz of the router, the payout reader, "
-        "the NetSuite sink and the metadata writer; each on a host needs its own; 0 serves "
+        "the NetSuite sink, the metadata writer and the Events API poller (not of a --once "
+        "pass); each on a host needs its own; 0 serves "
         "none (the webhook receiver serves them on its own port, the processor on its web port)",
     )
     log_format: Literal["text", "json"] = Field(

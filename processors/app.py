@@ -52,8 +52,10 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import faust
+from faust.exceptions import ConsumerNotStarted
 
 from ledgerstream import logs, metrics, settings, status, topics
+from ledgerstream.accounting.deposits import composition
 from ledgerstream.accounting.ledger import Ledger, Outcome
 from ledgerstream.avro import Serde
 from ledgerstream.commands import Command
@@ -115,8 +117,11 @@ class Processor:
         for kind in {*WAITING_KINDS.values(), "other"}:  # every series there from the start
             metrics.OLDEST_WAITING.labels("processor", kind).set(0)
         self.last_tick = time.monotonic()
+        self.inputs = {topics.name(spec) for spec in INPUTS}
+        self.lag_series: set[tuple[str, int]] = set()  # input partitions with a lag series
 
         async def metrics_page(web: Any, request: Any) -> Any:
+            processor.note_lag()  # at scrape time: as fresh as the consumer's last fetch
             body, content_type = metrics.exposition(request.headers.get("Accept", ""))
             return web.bytes(body, headers={"Content-Type": content_type})
 
@@ -252,6 +257,7 @@ class Processor:
                 record_type=cmd.record_type,
                 external_id=cmd.external_id,
                 command_id=cmd.command_id,
+                **(_deposit_status(cmd) if cmd.record_type == "deposit" else {}),
             )
         for oid in outcome.ready:
             if waiting.get(oid) is not None:
@@ -384,6 +390,35 @@ class Processor:
                 ],
             )
 
+    def note_lag(self) -> None:
+        """Consumer lag per input partition, as the stages report theirs: the high watermark
+        the consumer's last fetch saw, less the offset this worker last committed (faust's own
+        record of it; nothing committed yet counts from 0). No request to the broker. Table
+        changelogs are left out; a partition this worker no longer holds loses its series (the
+        worker that holds it now reports it)."""
+        consumer = self.app.consumer
+        try:
+            held = {(tp.topic, tp.partition): tp for tp in consumer.assignment()}
+        except ConsumerNotStarted:
+            held = {}
+        committed = getattr(consumer, "_committed_offset", {})
+        reported: set[tuple[str, int]] = set()
+        for (topic, partition), tp in held.items():
+            if topic not in self.inputs:
+                continue
+            try:
+                high = consumer.highwater(tp)
+            except (AssertionError, ConsumerNotStarted):  # revoked or stopped since
+                continue
+            if high is None:  # no fetch of it yet
+                continue
+            done = committed.get(tp) or 0  # faust keeps a commit of offset 0 as None
+            metrics.LAG.labels("processor", topic, str(partition)).set(max(0, high - done))
+            reported.add((topic, partition))
+        for topic, partition in self.lag_series - held.keys():
+            metrics.LAG.remove("processor", topic, str(partition))
+        self.lag_series = (self.lag_series & held.keys()) | reported
+
     async def memory(self, web: Any, request: Any) -> Any:
         """Resident size, Python heap and RocksDB figures of this worker (see the docstring)."""
         objects = request.query.get("objects") in ("1", "true")
@@ -431,3 +466,16 @@ def run_worker(web_port: int = 6066, loglevel: str = "info") -> None:
     Worker(
         app, loglevel=loglevel, logging_config=logs.dict_config(loglevel) if json_logs else None
     ).execute_from_commandline()
+
+
+def _deposit_status(cmd: Command) -> dict[str, Any]:
+    """What the status page shows of a deposit: its currency, lines by kind, total, and (on
+    the first part) the payout's amount."""
+    currency = cmd.payout_currency or ""
+    lines = composition(cmd.body, currency) if currency else {}
+    return {
+        "currency": currency,
+        "lines": lines,
+        "total": sum(lines.values()),
+        "payout_amount": cmd.payout_amount,
+    }

@@ -34,7 +34,7 @@ from ledgerstream.accounting import ids
 from ledgerstream.accounting.mapping import UnmappedError, currency_ref, tran_date
 from ledgerstream.accounting.model import BalanceTransaction, Payout
 from ledgerstream.commands import Command, canonical_json, find_refs, ref
-from ledgerstream.money import convert, to_netsuite
+from ledgerstream.money import convert, to_minor, to_netsuite
 from ledgerstream.settings import AccountingSettings
 
 PAYMENT_CATEGORIES = {"charge", "payment"}
@@ -339,6 +339,8 @@ def deposit_commands(plan: DepositPlan, cfg: AccountingSettings) -> list[Command
                 "netsuite_deposit_id" if first else None,
                 (payout.event_id,) if payout.event_id else (),
                 suspense_account=cfg.netsuite_suspense_account_id,
+                payout_currency=cur.lower(),
+                payout_amount=deposited if first else None,
             )
         )
     return commands
@@ -483,3 +485,37 @@ def _sublists(lines: list[Line], cur: str) -> dict[str, Any]:
 
 def _amount(minor: int, currency: str) -> Decimal:
     return to_netsuite(minor, currency)
+
+
+# what a deposit line is, from how deposit_commands writes it (memo prefixes; payment lines by
+# sign): the kinds of composition()
+_MEMO_KINDS = (
+    ("Stripe fees: ", "fee"),
+    ("Stripe fee refunds: ", "fee refund"),
+    ("Currency conversion", "currency conversion"),
+    ("Stripe unsynced", "suspense"),
+    ("Stripe variance", "variance"),
+    ("Stripe payout ", "payout failure"),
+)
+
+
+def composition(body: dict[str, Any], currency: str) -> dict[str, int]:
+    """What a deposit (a NetSuite deposit body, as deposit_commands makes it or as NetSuite
+    returns it) is made of: signed minor units by kind (``payments``, ``refunds``,
+    ``fee: <type>``, ``currency conversion``, ``suspense``, …) whose sum is the deposit total.
+    For a person reading a payout (the status page, the demo's report), not for booking."""
+    kinds: dict[str, int] = defaultdict(int)
+    for item in (body.get("payment") or {}).get("items", []):
+        minor = to_minor(Decimal(str(item["paymentAmount"])), currency)
+        kinds["payments" if minor >= 0 else "refunds"] += minor
+    for sublist, sign in (("other", 1), ("cashback", -1)):
+        for item in (body.get(sublist) or {}).get("items", []):
+            memo = str(item.get("memo", ""))
+            kind = next((k for prefix, k in _MEMO_KINDS if memo.startswith(prefix)), None)
+            if kind in ("fee", "fee refund"):
+                kind = f"fee: {memo.split(': ', 1)[1]}"
+            elif kind is None:  # "Stripe dispute reversal …", "Stripe <category> …"
+                words = memo.split(" ")
+                kind = " ".join(words[1:3] if words[1:2] == ["dispute"] else words[1:2])
+            kinds[kind] += sign * to_minor(Decimal(str(item["amount"])), currency)
+    return dict(kinds)

@@ -34,6 +34,7 @@ JOBS = (
     "ledgerstream-processor",
     "ledgerstream-sink",
     "ledgerstream-metadata",
+    "ledgerstream-poller",
 )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import stripe
+from prometheus_client import REGISTRY
 
 from ledgerstream import settings, topics
 from ledgerstream.avro import Serde
@@ -89,6 +90,7 @@ def test_catch_up_poller_publishes_each_event_once_across_an_outage(
     api, publisher = boot.stripe_api(), boot.publisher()
     calls = recorded(api)
     poller = CatchUpPoller(api, publisher, CursorStore())
+    counted = polled_counts()
     try:
         first = poller.poll_once(since=SCENARIO.start)
         assert first.published == sum(1 for e in handled if e["created"] <= middle)
@@ -98,6 +100,11 @@ def test_catch_up_poller_publishes_each_event_once_across_an_outage(
         assert poller.poll_once().events == 0  # nothing new: nothing re-published
     finally:
         publisher.close()
+    # what its /metrics shows: each event read once, by what became of it
+    now = polled_counts()
+    assert now["published"] - counted["published"] == len(handled)
+    assert now["ignored"] - counted["ignored"] == len(history.events) - len(handled)
+    assert now["rejected"] == counted["rejected"]
     assert len(published(topics.STRIPE_EVENTS)) == len(handled)
     router = route_all(boot)
     assert router.routed == len(handled)
@@ -108,6 +115,15 @@ def test_catch_up_poller_publishes_each_event_once_across_an_outage(
     assert max(ids.values()) == 1
     assert CursorStore().load("stripe-events")["last_event_id"] == history.events[-1]["id"]
     assert_stripe_mock_accepts(calls)
+
+
+def polled_counts() -> dict[str, float]:
+    """This process's ``ledgerstream_polled_events_total`` by outcome."""
+    return {
+        outcome: REGISTRY.get_sample_value("ledgerstream_polled_events_total", {"outcome": outcome})
+        or 0.0
+        for outcome in ("published", "ignored", "rejected")
+    }
 
 
 def _handled(event: dict[str, Any]) -> bool:

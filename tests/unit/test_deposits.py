@@ -16,7 +16,12 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from ledgerstream.accounting import UnmappedError, deposit_commands, plan_deposit
-from ledgerstream.accounting.deposits import MAX_COMMAND_BYTES, Settled, on_suspense
+from ledgerstream.accounting.deposits import (
+    MAX_COMMAND_BYTES,
+    Settled,
+    composition,
+    on_suspense,
+)
 from ledgerstream.accounting.model import BalanceTransaction, FeeDetail, Payout
 from ledgerstream.commands import find_refs
 from ledgerstream.money import step, to_minor
@@ -144,6 +149,9 @@ def test_deposit_lines_sum_exactly_to_the_payout(
     assert plan.total == payout.amount
     [command] = deposit_commands(plan, cfg())
     assert body_total(command.body, currency) == payout.amount
+    # what the status page and the demo's report show adds up to the same total
+    assert sum(composition(command.body, currency).values()) == payout.amount
+    assert command.payout_amount == payout.amount and command.payout_currency == currency
 
 
 @HEAVY
@@ -280,6 +288,11 @@ def test_currency_conversion_rounding_goes_to_a_conversion_line() -> None:
         {"account": {"id": "104"}, "amount": Decimal("0.61"), "memo": "Stripe fees: stripe_fee"}
     ]
     assert body_total(body, "usd") == payout.amount == 1022
+    assert composition(body, "usd") == {
+        "payments": 1082,
+        "currency conversion": 1,
+        "fee: stripe_fee": -61,
+    }
 
 
 def test_payout_own_transaction_and_dispute_fees() -> None:
@@ -331,6 +344,13 @@ def test_payout_own_transaction_and_dispute_fees() -> None:
     assert ("cashback", "Stripe fees: dispute_fee") not in memos
     assert memos[("other", "Stripe dispute reversal dp_1 (txn_dr)")] == 10000
     assert memos[("payment", "Stripe: dp_1")] == -10000
+    [command] = deposit_commands(plan, cfg())
+    assert composition(command.body, "usd") == {
+        "payments": 20000,
+        "refunds": -10000,
+        "fee: stripe_fee": -610,
+        "dispute reversal": 10000,
+    }
 
 
 def test_negative_payout_is_refused() -> None:
