@@ -25,6 +25,7 @@ from __future__ import annotations
 import html
 import logging
 import os
+import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -466,6 +467,8 @@ def _keep_running(pipeline: Pipeline, echo: Callable[[str], None]) -> Any:
     port = free_port()
     proc = pipeline.start("ui", "ui", "--port", str(port))
     echo(f"status page: http://127.0.0.1:{port}/ (Ctrl-C stops the pipeline)")
+    # a service manager's stop (SIGTERM) as Ctrl-C: the run's processes and topics are cleaned
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         while proc.poll() is None:
             time.sleep(1)
