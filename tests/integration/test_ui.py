@@ -10,6 +10,7 @@ Chromium comes from Debian (``scripts/browser``, run by ``make test``, installs 
 from __future__ import annotations
 
 import collections.abc
+import json
 import os
 import re
 import time
@@ -265,8 +266,12 @@ def test_payouts_page_shows_each_deposit_balanced_against_its_payout(
         pipeline.wait_http(f"{ui}/readyz", "ui")  # it has read the status topic to its end
         events = [e for e in history.events if route(e["type"]) is not None]
         assert set(deliver(pipeline, events)) == {200}
-        os.environ.update(ACCOUNTING_ENV)  # the reference booking's bank accounts
-        book = reference_booking(history, settings.AccountingSettings())
+        # the pipeline's bank accounts, given to the settings (not put in this process's
+        # environment, where later tests would read them)
+        banks = json.loads(ACCOUNTING_ENV["LEDGER_NETSUITE_BANK_ACCOUNT_IDS"])
+        book = reference_booking(
+            history, settings.AccountingSettings(netsuite_bank_account_ids=banks)
+        )
         deposits = [c for c in book.commands.values() if c.record_type == "deposit"]
         payouts = {c.stripe_id: history.objects[c.stripe_id] for c in deposits}
         assert len(payouts) >= 4 and {p["currency"] for p in payouts.values()} == {"usd", "jpy"}
