@@ -67,6 +67,11 @@ NETSUITE_LIMIT = Gauge(
     "ledgerstream_netsuite_limiter_window", "Writes the adaptive limiter lets run at once now"
 )
 NETSUITE_IN_FLIGHT = Gauge("ledgerstream_netsuite_in_flight", "NetSuite writes under way")
+NETSUITE_SUPERSEDED = Counter(
+    "ledgerstream_netsuite_superseded",
+    "Commands not written because a newer version of the same record was written instead",
+    ["record_type"],
+)
 DEPOSITS_ON_SUSPENSE = Gauge(
     "ledgerstream_deposits_on_suspense",
     "Deposits written with lines on the suspense account, waiting for their records",
@@ -112,6 +117,7 @@ EVERY = (
     NETSUITE_RETRIES,
     NETSUITE_LIMIT,
     NETSUITE_IN_FLIGHT,
+    NETSUITE_SUPERSEDED,
     DEPOSITS_ON_SUSPENSE,
     STRIPE_CALLS,
     WEBHOOKS,

@@ -188,6 +188,8 @@ class Pending:
     msg: Message | None  # None: a rewrite of a deposit already written (no offset of its own)
     cmd: Command
     since: float = field(default_factory=time.monotonic)
+    # older versions of the same record this write supersedes (conflation): done with it
+    covers: list[Message] = field(default_factory=list)
 
     @property
     def tp(self) -> tuple[str, int] | None:
@@ -244,6 +246,7 @@ class NetSuiteSink(Stage):
         self.in_flight: dict[str, Pending] = {}  # command key -> the write under way
         self.waiting_on: dict[tuple[str, str], set[str]] = defaultdict(set)  # dep -> keys
         self.blocked: set[str] = set()  # keys whose head waits for a dependency
+        self.arrived: dict[str, None] = {}  # order keys with commands added since the last tick
         # deposits written with records on suspense: their command, the records missing, and
         # for each such record the deposits to rewrite once it is written (kept on the
         # compacted netsuite.suspended topic too, for a restarted sink)
@@ -251,6 +254,7 @@ class NetSuiteSink(Stage):
         self.rewrite_on: dict[tuple[str, str], set[str]] = defaultdict(set)
         self.pending = 0  # commands read and not yet done
         self.written = 0
+        self.superseded = 0  # commands not written: a newer version of the record was
         self.requests = 0  # NetSuite requests sent (retries included)
         self._requests_lock = threading.Lock()
         self._verify_lock = threading.Lock()
@@ -309,6 +313,10 @@ class NetSuiteSink(Stage):
         return self.pending >= (high // 2 if self.runner.paused else high)
 
     def tick(self, idle: bool) -> None:
+        arrived, self.arrived = self.arrived, {}
+        for key in arrived:  # in the order they arrived; a new command may pass waiting ones
+            if key not in self.in_flight:
+                self._advance(key)
         self._collect(timeout=0.01 if idle and self.in_flight else 0)
         now = time.monotonic()
         if idle and now - self.last_sweep > 1.0:
@@ -341,9 +349,11 @@ class NetSuiteSink(Stage):
 
     def _report(self) -> None:
         log.info(
-            "progress: %d written, %d dead-lettered, %d requests; %d in flight, %d waiting for "
-            "references, %d read and not done; limiter %.1f of %d, %d throttled answers",
+            "progress: %d written, %d superseded, %d dead-lettered, %d requests; %d in flight, "
+            "%d waiting for references, %d read and not done; limiter %.1f of %d, %d throttled "
+            "answers",
             self.written,
+            self.superseded,
             self.dead_lettered,
             self.requests,
             len(self.in_flight),
@@ -364,8 +374,9 @@ class NetSuiteSink(Stage):
         for stale in [p for p in line if p.rewrite and p.cmd.key == cmd.key]:
             line.remove(stale)
         line.append(Pending(msg, cmd))
-        if cmd.order_key not in self.in_flight:  # it may pass earlier ones that wait
-            self._advance(cmd.order_key)
+        # started after the whole batch is queued (tick), so that a backlog's newer versions
+        # of a record are there to supersede its older ones (_conflate)
+        self.arrived[cmd.order_key] = None
 
     def _advance(self, key: str) -> None:
         """Start the next write of order key ``key`` if none is in flight: the first queued
@@ -426,11 +437,51 @@ class NetSuiteSink(Stage):
                 return
             self.blocked.discard(key)
             line.remove(chosen)
+            chosen = self._conflate(line, chosen)
             self._start(key, chosen, chosen.cmd.body)
             return
         if line is not None and not line and key not in self.in_flight:
             del self.queues[key]
             self.blocked.discard(key)
+
+    def _conflate(self, line: deque[Pending], chosen: Pending) -> Pending:
+        """On a backlog (a replay, a backfill, a burst of updates) write each record once: when
+        newer versions of the chosen command's record are queued behind it, the newest one
+        whose references are all written is written instead, and the older ones are done when
+        it is (its write covers their offsets, its back-reference and status are theirs).
+
+        Versions of one record stay in order (only a newer one replaces an older one). Other
+        records of the order key keep their places, but the newer version must not pass a
+        record NetSuite already holds: what that one applies to the invoice may only change
+        later in the line (a credit memo voided there frees the amount the newer version
+        applies), so the search stops at the first such command. Records not in NetSuite yet
+        apply nothing until they are written, after this one, in their final version too.
+        Deposit rewrites (no offset of their own) are never conflated."""
+        if chosen.rewrite:
+            return chosen
+        candidates: list[Pending] = []
+        for item in line:
+            if item.cmd.key == chosen.cmd.key:
+                if not item.rewrite:
+                    candidates.append(item)
+            elif (item.cmd.record_type, item.cmd.external_id) in self.index.ids:
+                break  # NetSuite holds this record: the newer version must not pass it
+        while candidates and any(d not in self.index.ids for d in candidates[-1].cmd.depends_on):
+            candidates.pop()  # a newer version waiting for a reference: not this time
+        if not candidates:
+            return chosen
+        newest = candidates[-1]
+        for item in candidates:
+            line.remove(item)
+        newest.covers = [
+            *chosen.covers,
+            *([chosen.msg] if chosen.msg is not None else []),
+            *(m for item in candidates[:-1] for m in (*item.covers, item.msg) if m is not None),
+            *newest.covers,
+        ]
+        metrics.NETSUITE_SUPERSEDED.labels(chosen.cmd.record_type).inc(len(candidates))
+        self.superseded += len(candidates)
+        return newest
 
     def _start(
         self,
@@ -690,7 +741,7 @@ class NetSuiteSink(Stage):
             self._forget_stale(item, outcome.stale)
             return
         if item.msg is not None:
-            self.pending -= 1
+            self.pending -= 1 + len(item.covers)
         if exc is None:
             assert outcome.internal_id is not None
             self._note_suspended(item.cmd, outcome.suspended)
@@ -698,6 +749,8 @@ class NetSuiteSink(Stage):
             self._status_written(item.cmd, outcome.internal_id)
             if item.msg is not None:
                 self._done(item.msg)
+            for older in item.covers:  # superseded by this write
+                self._done(older)
             self.written += 1
         elif item.msg is None:
             # a rewrite NetSuite refused: the deposit stays as written, on suspense
@@ -705,6 +758,8 @@ class NetSuiteSink(Stage):
         else:
             details = exc.details if isinstance(exc, NetSuiteResponseError) else None
             self._dead_letter(item.msg, exc, details=details, cmd=item.cmd)
+            for older in item.covers:  # superseded: a redrive of the newest writes the record
+                self._done(older)
         self._advance(key)
         if exc is None:
             self._wake((item.cmd.record_type, item.cmd.external_id))
