@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +93,21 @@ def run_slice_demo(keep_running: bool = False, echo: Callable[[str], None] = pri
                 local_stack.down(only=started, echo=echo)
 
 
+def deliver(pipeline: Pipeline, events: Iterable[dict[str, Any]]) -> None:
+    """Each event as a signed webhook, in turn, on one connection; an answer other than 2xx
+    stops the demo."""
+    with requests.Session() as http:
+        for event in events:
+            body, signature = signed(event, pipeline.webhook_secret)
+            resp = http.post(
+                pipeline.webhook_url,
+                data=body,
+                timeout=30,
+                headers={"Stripe-Signature": signature, "Content-Type": "application/json"},
+            )
+            resp.raise_for_status()
+
+
 def _delete_topics(pipeline: Pipeline, echo: Callable[[str], None]) -> None:
     """A finished demo run's topics go (its logs and the emulator's data stay in its run
     directory): the local broker keeps every partition in memory, so demo after demo would
@@ -168,15 +183,7 @@ def run_merchant_demo(echo: Callable[[str], None] = print) -> int:
         pipeline.start_all()
         kinds = Counter(e["type"] for e in history.events)
         echo(f"delivering {len(history.events)} signed webhooks: {dict(kinds.most_common(8))} …")
-        for event in history.events:
-            body, signature = signed(event, pipeline.webhook_secret)
-            resp = requests.post(
-                pipeline.webhook_url,
-                data=body,
-                timeout=30,
-                headers={"Stripe-Signature": signature, "Content-Type": "application/json"},
-            )
-            resp.raise_for_status()
+        deliver(pipeline, history.events)
         echo(
             f"waiting for NetSuite to hold {sum(want.values())} records (deposits whose records "
             f"NetSuite never gets post after {DEMO_DEPENDENCY_TIMEOUT_S} s here)"

@@ -34,17 +34,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import requests
 from confluent_kafka import Consumer
 from tqdm import tqdm
 
 from ledgerstream import settings, topics
 from ledgerstream import stack as local_stack
 from ledgerstream.accounting.deposits import composition
+from ledgerstream.demo import _delete_topics, deliver
 from ledgerstream.kafka_util import watermarks
 from ledgerstream.money import to_decimal
 from ledgerstream.stripe_records import route
-from ledgerstream.testing.fixtures import signed
 from ledgerstream.testing.generator import History, Scenario, generate
 from ledgerstream.testing.pipeline import AppThread, Pipeline
 from ledgerstream.testing.reference import reference_booking
@@ -348,19 +347,6 @@ def write_report(path: Path, summary: Summary) -> Path:
 
 
 # ------------------------------------------------------------------ the run
-def _deliver(pipeline: Pipeline, events: list[dict[str, Any]]) -> None:
-    with requests.Session() as http:
-        for event in tqdm(events, desc="webhooks", unit="event", leave=True):
-            body, signature = signed(event, pipeline.webhook_secret)
-            resp = http.post(
-                pipeline.webhook_url,
-                data=body,
-                timeout=30,
-                headers={"Stripe-Signature": signature, "Content-Type": "application/json"},
-            )
-            resp.raise_for_status()
-
-
 def _backrefs(double: StripeDouble) -> set[tuple[str, str]]:
     return {
         (oid, key)
@@ -428,7 +414,7 @@ def run_month(keep_running: bool = False, echo: Callable[[str], None] = print) -
     try:
         echo(f"starting the pipeline (topics prefixed '{pipeline.prefix}', logs in {run_dir})")
         pipeline.start_all()
-        _deliver(pipeline, events)
+        deliver(pipeline, tqdm(events, desc="webhooks", unit="event"))
         records = _wait(pipeline, double, want, refs)
         summary = Summary(
             rows=reconcile(history, records),
@@ -452,8 +438,6 @@ def run_month(keep_running: bool = False, echo: Callable[[str], None] = print) -
             ui.terminate()
         pipeline.stop()
         stripe.close()
-        from ledgerstream.demo import _delete_topics
-
         _delete_topics(pipeline, echo)
         if started:
             local_stack.down(only=started, echo=echo)
