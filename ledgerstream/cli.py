@@ -498,6 +498,20 @@ def emulator() -> None:
     envvar="LEDGER_EMULATOR_DROP_AFTER_COMMIT_RATE",
     help="share of writes that commit and then lose their response",
 )
+@click.option(
+    "--async-processors",
+    default=2,
+    show_default=True,
+    envvar="LEDGER_EMULATOR_ASYNC_PROCESSORS",
+    help="REST async processors running batch jobs, one job each (0: jobs stay pending)",
+)
+@click.option(
+    "--async-item-ms",
+    default=None,
+    type=float,
+    envvar="LEDGER_EMULATOR_ASYNC_ITEM_MS",
+    help="time one batch item takes in a processor [default: drawn like a request's latency]",
+)
 @click.option("--token-ttl-s", default=3600, envvar="LEDGER_EMULATOR_TOKEN_TTL_S")
 @click.option("--seed", default=None, type=int, envvar="LEDGER_EMULATOR_SEED")
 def emulator_netsuite(
@@ -512,6 +526,8 @@ def emulator_netsuite(
     errors: str,
     spurious_401_rate: float,
     drop_after_commit_rate: float,
+    async_processors: int,
+    async_item_ms: float | None,
     token_ttl_s: int,
     seed: int | None,
 ) -> None:
@@ -532,6 +548,8 @@ def emulator_netsuite(
         error_rates=rates,
         spurious_401_rate=spurious_401_rate,
         drop_after_commit_rate=drop_after_commit_rate,
+        async_processors=async_processors,
+        async_item_ms=async_item_ms,
         token_ttl_s=token_ttl_s,
         seed=seed,
     )

@@ -343,6 +343,18 @@ class NetSuiteSettings(_Base):
     netsuite_concurrency: int = Field(
         5, description="concurrent requests the sink may use (the account's limit, or its share)"
     )
+    netsuite_write_mode: Literal["single", "batch", "auto"] = Field(
+        "single",
+        description="single: one request per record; batch: asynchronous batch requests of up to "
+        "100 records (NetSuite's REST async processors run them); auto: single writes, and "
+        "batches for what the concurrency cannot keep up with (a backlog)",
+    )
+    netsuite_batch_jobs: int = Field(
+        2,
+        gt=0,
+        description="batch jobs the sink keeps submitted at once (batch and auto modes): the "
+        "account's REST async processors (more only queue in NetSuite)",
+    )
 
     def rest_root(self) -> str:
         if self.netsuite_base_url:

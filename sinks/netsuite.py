@@ -47,7 +47,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import requests
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from tenacity import (
     Retrying,
     retry_if_exception,
@@ -64,6 +64,7 @@ from ledgerstream.bootstrap import Bootstrap
 from ledgerstream.commands import Command, canonical_json, resolve_refs, sublists
 from ledgerstream.kafka_util import end_offset, read_latest, where
 from ledgerstream.sinks.limiter import AdaptiveLimiter
+from ledgerstream.sinks.netsuite_batch import Batches, Write
 from ledgerstream.sinks.netsuite_client import (
     NetSuiteAuthError,
     NetSuiteResponseError,
@@ -240,6 +241,9 @@ class NetSuiteSink(Stage):
             ns.netsuite_concurrency, auth_failures=self.cfg.sink_auth_failures
         )
         self.pool = ThreadPoolExecutor(ns.netsuite_concurrency, thread_name_prefix="netsuite")
+        self.singles_open = 0  # single writes submitted to the pool and not finished
+        self._singles_lock = threading.Lock()
+        self.batches = Batches(self, ns.netsuite_write_mode, ns.netsuite_batch_jobs)
         self.results: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
         self.stopping = threading.Event()
         self.queues: dict[str, deque[Pending]] = {}  # order key -> its commands, in order
@@ -313,10 +317,13 @@ class NetSuiteSink(Stage):
         return self.pending >= (high // 2 if self.runner.paused else high)
 
     def tick(self, idle: bool) -> None:
-        arrived, self.arrived = self.arrived, {}
-        for key in arrived:  # in the order they arrived; a new command may pass waiting ones
-            if key not in self.in_flight:
-                self._advance(key)
+        if idle or not self._reading_ahead():
+            arrived, self.arrived = self.arrived, {}
+            for key in arrived:  # in the order they arrived; a new command may pass waiting ones
+                if key not in self.in_flight:
+                    self._advance(key)
+        if self.batches.groups:
+            self.batches.flush(idle)
         self._collect(timeout=0.01 if idle and self.in_flight else 0)
         now = time.monotonic()
         if idle and now - self.last_sweep > 1.0:
@@ -333,6 +340,28 @@ class NetSuiteSink(Stage):
         if now - self.last_gauges >= 1.0:
             self.last_gauges = now
             self._gauges(now)
+
+    def _reading_ahead(self) -> bool:
+        """On a backlog, read before writing: while the partitions hold records not read yet
+        (the high watermark of the last fetch is past the position; no request to the broker)
+        and there is room for them (fewer than ``LEDGER_SINK_MAX_PENDING`` held), the commands
+        just read wait to be started, because any record read next may be a newer version of
+        theirs (``_conflate``). Writes under way go on, and a command's wait ends when the
+        sink has caught up, or holds as much as it may (then the runner pauses reading and the
+        next tick is idle). Without a backlog nothing waits: the last fetch reached the end."""
+        if not self.arrived or self.pending >= self.cfg.sink_max_pending:
+            return False
+        consumer = self.runner.consumer
+        try:
+            for tp in consumer.position(consumer.assignment()):
+                if tp.offset < 0:
+                    continue  # nothing read from it yet
+                _, high = consumer.get_watermark_offsets(tp, cached=True)
+                if high > tp.offset:
+                    return True
+        except KafkaException:
+            return False
+        return False
 
     def _gauges(self, now: float) -> None:
         metrics.NETSUITE_LIMIT.set(self.limiter.limit)
@@ -351,7 +380,7 @@ class NetSuiteSink(Stage):
         log.info(
             "progress: %d written, %d superseded, %d dead-lettered, %d requests; %d in flight, "
             "%d waiting for references, %d read and not done; limiter %.1f of %d, %d throttled "
-            "answers",
+            "answers, round trip %.0f ms",
             self.written,
             self.superseded,
             self.dead_lettered,
@@ -362,7 +391,19 @@ class NetSuiteSink(Stage):
             self.limiter.limit,
             self.limiter.ceiling,
             self.limiter.throttled,
+            1000 * (self.limiter.rtt or 0.0),
         )
+        if self.batches.mode != "single":
+            b = self.batches
+            log.info(
+                "batches (%s): %d jobs submitted, %d records written by them, %d written one by "
+                "one after a refusal, %d writes waiting for a job",
+                b.mode,
+                b.submitted,
+                b.items,
+                b.fallbacks,
+                b.held,
+            )
 
     def add(self, record: Any, msg: Message) -> None:
         cmd = Command.from_avro(record)  # a record that is not a command raises: dead letter
@@ -494,9 +535,26 @@ class NetSuiteSink(Stage):
         resolved = resolve_refs(body, self.index.ids)
         refs = {d: self.index.ids[d] for d in item.cmd.depends_on if d in self.index.ids}
         self.in_flight[key] = item
-        self.pool.submit(
-            self._write_task, item, canonical_json(resolved), sublists(resolved), suspended, refs
-        )
+        write = Write(item, canonical_json(resolved), sublists(resolved), suspended, refs)
+        if self.batches.takes(write, self.singles_open):
+            self.batches.add(write)
+        else:
+            self.submit_single(write)
+
+    def submit_single(self, write: Write) -> None:
+        """A write in one request of its own (on the pool of writer threads)."""
+        with self._singles_lock:
+            self.singles_open += 1
+        self.pool.submit(self._single, write)
+
+    def _single(self, write: Write) -> None:
+        try:
+            self._write_task(
+                write.item, write.body_json, write.replace, write.suspended, write.refs
+            )
+        finally:
+            with self._singles_lock:
+                self.singles_open -= 1
 
     def _on_suspense(self, item: Pending, missing: list[tuple[str, str]]) -> dict[str, Any] | None:
         """The body of a deposit whose wait ended, its missing records' lines on suspense."""
@@ -560,7 +618,7 @@ class NetSuiteSink(Stage):
             wait=_backoff(),
             stop=stop_never,
             reraise=True,
-            before_sleep=self._log_retry(cmd),
+            before_sleep=self._log_retry(cmd.record_type, cmd.external_id),
         )
         try:
             for attempt in retrying:
@@ -577,6 +635,31 @@ class NetSuiteSink(Stage):
             self.results.put(Outcome(item, error=exc, stale=stale))
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
             self.results.put(Outcome(item, error=exc))
+
+    def retrying_call(self, request: Any, record_type: str, what: str) -> Any:
+        """``_call`` with the single writes' retries of transient failures (batch requests)."""
+        for attempt in Retrying(
+            retry=retry_if_exception(_transient),
+            wait=_backoff(),
+            stop=stop_never,
+            reraise=True,
+            before_sleep=self._log_retry(record_type, what),
+        ):
+            with attempt:
+                if self.stopping.is_set():
+                    raise InterruptedError("sink stopping")
+                return self._call(request, record_type)
+        raise AssertionError("unreachable: stop_never")  # pragma: no cover
+
+    def succeed(
+        self, item: Pending, internal_id: str, suspended: tuple[tuple[str, str], ...]
+    ) -> None:
+        """A batch wrote ``item`` (called from a batch thread)."""
+        self.results.put(Outcome(item, internal_id=internal_id, suspended=suspended))
+
+    def fail(self, item: Pending, exc: BaseException) -> None:
+        """A batch could not write ``item`` (called from a batch thread)."""
+        self.results.put(Outcome(item, error=exc))
 
     def _stale_refs(
         self, exc: NetSuiteResponseError, refs: dict[tuple[str, str], str]
@@ -698,17 +781,17 @@ class NetSuiteSink(Stage):
             log.info("credentials check failed (%s); asking again", exc)
             return False
 
-    def _log_retry(self, cmd: Command) -> Any:
+    def _log_retry(self, record_type: str, what: str) -> Any:
         max_attempts = self.cfg.sink_max_attempts
 
         def before_sleep(state: Any) -> None:
-            metrics.NETSUITE_RETRIES.labels(cmd.record_type).inc()
+            metrics.NETSUITE_RETRIES.labels(record_type).inc()
             level = logging.WARNING if state.attempt_number >= max_attempts else logging.DEBUG
             log.log(
                 level,
                 "%s %s: attempt %d failed (%s); retrying",
-                cmd.record_type,
-                cmd.external_id,
+                record_type,
+                what,
                 state.attempt_number,
                 state.outcome.exception() if state.outcome else "",
             )
@@ -872,6 +955,9 @@ class NetSuiteSink(Stage):
     def revoke(self, partitions: set[tuple[str, int]]) -> None:
         """Finish the writes under way for the revoked partitions, forget the rest."""
         revoked = partitions
+        for write in self.batches.drop(revoked):  # not submitted: their new owner writes them
+            self.in_flight.pop(write.item.cmd.order_key, None)
+            self.pending -= 1 + len(write.item.covers)
         for key in list(self.queues):
             line = self.queues[key]
             kept = deque(
@@ -893,7 +979,8 @@ class NetSuiteSink(Stage):
     def close(self) -> None:
         self.stopping.set()
         # writes under way end at their next attempt; queued ones are cancelled (not written,
-        # not committed: a restart reads them again)
+        # not committed: a restart reads them again); batch jobs end at their next poll
+        self.batches.close()
         self.pool.shutdown(wait=True, cancel_futures=True)
         try:
             while True:

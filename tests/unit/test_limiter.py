@@ -73,3 +73,18 @@ def test_a_stopping_sink_does_not_wait_for_a_slot() -> None:
     stop.set()
     with limiter.slot(), pytest.raises(InterruptedError), limiter.slot(stop):
         pass
+
+
+def test_stray_refusals_among_successes_keep_the_window_a_run_of_them_shrinks_it() -> None:
+    limiter = AdaptiveLimiter(10, cooldown_s=60)
+    with ExitStack() as held:
+        for _ in range(10):
+            held.enter_context(limiter.slot())
+        for _ in range(20):  # one answer in twenty throttled: another integration, now and then
+            for _ in range(19):
+                limiter.succeeded()
+            limiter.throttle()
+        assert limiter.limit == 10 and limiter.decreases == 0 and limiter.throttled == 20
+        for _ in range(4):  # refused in a row: the account has no slot for what the sink sends
+            limiter.throttle()
+    assert limiter.limit == 7.5 and limiter.decreases == 1

@@ -43,6 +43,15 @@ What it does as NetSuite does:
   added to the existing ones (so a client that forgets ``replace`` duplicates lines, as it would
   on NetSuite).
 
+- batch operations (asynchronous): ``PUT`` (upsert by each item's ``externalId``) or
+  ``POST`` (create) on ``…/{recordType}`` with ``Content-Type: application/vnd.oracle.resource+
+  json; type=collection``, ``Prefer: respond-async`` and ``{"items": [...]}`` (at most 100)
+  answer 202 with the job in ``Location``; the job, its tasks and their results are read under
+  ``/services/rest/async/v1/job/{id}[/task[/{taskId}[/result]]]``; ``X-NetSuite-idempotency-
+  key`` makes a repeat answer 400 ``IDEMPOTENCY_ERROR`` with the first job's ``Location``; the
+  items run in the background in ``async_processors`` REST async processors, each item taking
+  ``async_item_ms`` (see ``Emulator.submit_batch`` and the Oracle pages cited there).
+
 Not NetSuite: ``GET /_emulator/records`` lists stored records in full, ``POST /_emulator/reset``
 empties the store, ``GET|POST /_emulator/behaviour`` reads or changes latency, limit and faults,
 ``GET /_emulator/stats`` counts requests by outcome (tests, benchmarks and the demo use them).
@@ -56,8 +65,10 @@ import random
 import re
 import secrets
 import time
-from collections import Counter
+import uuid
+from collections import Counter, deque
 from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -77,12 +88,37 @@ ROOT = "/services/rest/record/v1"
 TOKEN_PATH = "/services/rest/auth/oauth2/v1/token"
 SUITEQL_PATH = "/services/rest/query/v1/suiteql"
 GOVERNANCE_PATH = "/services/rest/system/v1/governanceLimits"
+ASYNC_ROOT = "/services/rest/async/v1"
+# …/job/{id}, …/job/{id}/task[/], …/job/{id}/task/{taskId}, …/job/{id}/task/{taskId}/result
+ASYNC_PATH = re.compile(
+    r"^/services/rest/async/v1/job/([^/]+)(?:/(task)(?:/([^/]+)(/result)?)?)?/?$"
+)
+# Oracle, "Batch Operations" (https://docs.oracle.com/en/cloud/saas/netsuite/ns-online-help/
+# article_0127092747.html): "You can currently work with a maximum of 100 records in one batch
+# request."
+BATCH_MAX_ITEMS = 100
 # the one SuiteQL shape the sink sends (link mode's customer match)
 MATCH_QUERY = re.compile(
     r"^\s*SELECT\s+id\s+FROM\s+(\w+)\s+WHERE\s+LOWER\(TRIM\((\w+)\)\)\s*=\s*"
     r"'((?:[^']|'')*)'\s+ORDER\s+BY\s+id\s*$",
     re.IGNORECASE,
 )
+# the sink's lookup of the records a batch wrote: internal ids by external id, from the
+# customer table or from transaction, filtered by its type id (SuiteQL names transactions by
+# type ids: CustInvc, CustPymt, CustCred, CustRfnd, Deposit)
+EXTERNAL_IDS_QUERY = re.compile(
+    r"^\s*SELECT\s+id\s*,\s*externalid\s+FROM\s+(customer|transaction)\s+WHERE\s+"
+    r"(?:type\s*=\s*'(\w+)'\s+AND\s+)?externalid\s+IN\s*\(((?:\s*'(?:[^']|'')*'\s*,?)+)\)"
+    r"\s*$",
+    re.IGNORECASE,
+)
+SUITEQL_TRANSACTION_TYPES = {
+    "CustInvc": "invoice",
+    "CustPymt": "customerPayment",
+    "CustCred": "creditMemo",
+    "CustRfnd": "customerRefund",
+    "Deposit": "deposit",
+}
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 EID = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 ITEM_TYPES = ("serviceSaleItem", "discountItem", "nonInventorySaleItem", "otherChargeSaleItem")
@@ -253,6 +289,22 @@ class Behaviour:
     # every request answered 401 INVALID_LOGIN for this many seconds from when it is set (what
     # an account under load sends in bursts, with valid credentials); 0 = no burst
     spurious_401_burst_s: float = 0.0
+    # REST async processors: asynchronous REST jobs "are handled within REST Async Processors,
+    # according to the number of SuiteCloud Plus licenses" (Oracle, "REST Web Services Request
+    # Processing", https://docs.oracle.com/en/cloud/saas/netsuite/ns-online-help/
+    # chapter_161251386312.html). Oracle does not publish how many an account has: 2 is our
+    # choice. 0 = none: jobs are queued ("pending") until processors are added. Also set from
+    # LEDGER_EMULATOR_ASYNC_PROCESSORS when the emulator is served (see ``serve``).
+    async_processors: int = 2
+    # the time one batch item takes in a processor (ms); None = drawn like a request's latency
+    # (latency_ms, latency_sigma). Also LEDGER_EMULATOR_ASYNC_ITEM_MS.
+    async_item_ms: float | None = None
+
+    def item_s(self, rng: random.Random) -> float:
+        """The processing time of one batch item."""
+        if self.async_item_ms is None:
+            return self.latency_s(rng)
+        return max(self.async_item_ms, 0.0) / 1000
 
     def latency_s(self, rng: random.Random) -> float:
         if self.latency_ms <= 0:
@@ -280,6 +332,61 @@ ERROR_TEXT = {
 
 class DroppedResponse(Exception):
     """The write committed; the client gets a closed connection instead of an answer."""
+
+
+def _now_iso() -> str:
+    """Oracle's examples show ``2020-12-09T12:04:40Z``; we add milliseconds (still ISO 8601)."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def is_batch(request: web.Request) -> bool:
+    """A batch request: ``Content-Type: application/vnd.oracle.resource+json; type=collection``
+    (Oracle, "Batch Operations", article_0127092747: that content type for POST, PATCH and PUT,
+    together with ``Prefer: respond-async``)."""
+    content_type = request.headers.get("Content-Type", "").replace(" ", "").lower()
+    return "type=collection" in content_type.split(";")[1:]
+
+
+@dataclass
+class AsyncTask:
+    """One item of a batch job: the task that writes one record.
+
+    Oracle documents a job's tasks and each task's result (``…/job/{id}/task``,
+    ``…/task/{taskId}``, ``…/task/{taskId}/result``: "Polling for the Status of a Completed
+    Asynchronous Request", subsect_161252896355, and "Getting the Result of an Executed
+    Request", subsect_161252889998), but not how a batch maps onto tasks: here each item is one
+    task, numbered from 1 in the order of ``items``."""
+
+    id: int
+    body: dict[str, Any]
+    progress: str = "pending"  # pending, processing, succeeded, failed
+    start: str | None = None
+    end: str | None = None
+    record: Record | None = None
+    error: NetSuiteError | None = None
+
+    @property
+    def completed(self) -> bool:
+        return self.progress in ("succeeded", "failed")
+
+
+@dataclass
+class AsyncJob:
+    """A batch request queued for the REST async processors (``…/async/v1/job/{id}``)."""
+
+    id: int
+    rtype: str
+    method: str
+    replace: set[str]
+    tasks: list[AsyncTask]
+    key: str | None
+    progress: str = "pending"  # pending, processing, succeeded, failed
+    start: str | None = None
+    end: str | None = None
+
+    @property
+    def completed(self) -> bool:
+        return self.progress in ("succeeded", "failed")
 
 
 def verify_oauth1(request: web.Request, body: bytes, creds: Credentials) -> None:
@@ -346,6 +453,14 @@ class Emulator:
         self.first_write: float | None = None  # wall-clock time of the first accepted write
         self.last_write: float | None = None
         self.public_key = _public_key(creds.public_key_pem) if creds.public_key_pem else None
+        # asynchronous (batch) jobs: ids never given again, not even after a reset
+        self.jobs: dict[int, AsyncJob] = {}
+        self.job_keys: dict[str, int] = {}  # X-NetSuite-idempotency-key -> job id
+        self.job_queue: deque[AsyncJob] = deque()
+        self.running: dict[int, asyncio.Task[None]] = {}  # job id -> its processor's task
+        self.async_counts: Counter[str] = Counter()
+        self.max_jobs_running = 0
+        self._next_job = 1
         self.set_behaviour(behaviour or Behaviour())
         self._deposited: dict[int, str] | None = None  # payment internal id -> deposit eid
         # invoice internal id -> {(type, external id or #internal id) of a payment or credit
@@ -358,6 +473,11 @@ class Emulator:
         self.burst_until = time.monotonic() + behaviour.spurious_401_burst_s
         self.behaviour = replace(behaviour, spurious_401_burst_s=0.0)
         self.rng = random.Random(behaviour.seed)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # constructing: no loop yet, and no job either
+            return
+        self._pump()  # more processors may take queued jobs now
 
     # ----------------------------------------------------------------- validation
     def validate(self, rtype: str, body: dict[str, Any], creating: bool) -> None:
@@ -513,6 +633,20 @@ class Emulator:
             self._note_applied(record)
         return record
 
+    def create(self, rtype: str, body: dict[str, Any]) -> Record:
+        """``POST …/{type}``: a new record (an externalId already taken is ``DUP_RCRD``)."""
+        self.validate(rtype, body, creating=True)
+        eid = body.get("externalId")
+        if eid is not None and self.store.get_by_eid(rtype, str(eid)):
+            raise NetSuiteError(400, "DUP_RCRD", "A record with this external ID already exists.")
+        fields = {k: v for k, v in body.items() if k not in ("id", "externalId")}
+        if rtype in APPLY_TO_INVOICES:
+            self.validate_applications(rtype, None, fields)
+        created = self.store.create(rtype, eid, fields)
+        if rtype in APPLY_TO_INVOICES:
+            self._note_applied(created)
+        return created
+
     @staticmethod
     def merge(
         rtype: str, old: dict[str, Any], new: dict[str, Any], replace: set[str]
@@ -525,6 +659,340 @@ class Emulator:
             else:
                 merged[key] = value
         return merged
+
+    # ----------------------------------------------------------------- batch (asynchronous) jobs
+    def submit_batch(self, request: web.Request, rtype: str, body_bytes: bytes) -> web.Response:
+        """A batch request: up to 100 records of one type in ``{"items": [...]}``, answered
+        **202 Accepted** with the job in ``Location`` and no body; the items are written later
+        by the REST async processors.
+
+        As Oracle documents it ("Batch Operations", https://docs.oracle.com/en/cloud/saas/
+        netsuite/ns-online-help/article_0127092747.html): headers ``Prefer: respond-async`` and
+        ``Content-Type: application/vnd.oracle.resource+json; type=collection``; "a maximum of
+        100 records in one batch request"; POST creates, PUT upserts ("PUT requests only
+        support external ID for the upsert operation", each item carrying its ``externalId``);
+        an optional ``X-NetSuite-idempotency-key``. The 202 with ``Preference-Applied:
+        respond-async`` and ``Location: …/async/v1/job/{id}`` is "Sending an Asynchronous
+        Request" (https://docs.oracle.com/en/cloud/saas/netsuite/ns-online-help/
+        subsect_161278579295.html).
+
+        Not modelled: PATCH batches (the emulator has no PATCH), batch GET/DELETE with
+        ``?ids=``, and single (non-batch) requests sent with ``Prefer: respond-async`` (they
+        are executed synchronously, as before)."""
+        if request.method not in ("PUT", "POST"):
+            raise NetSuiteError(
+                405, "INVALID_REQUEST", f"The emulator does not model {request.method} batches."
+            )
+        # Oracle says both headers "must" be sent but not what NetSuite answers without them:
+        # a 400 is our choice (the error code and wording are ours)
+        if "respond-async" not in request.headers.get("Prefer", "").lower():
+            raise NetSuiteError(
+                400,
+                "INVALID_HEADER",
+                "A batch request (type=collection) needs the header Prefer: respond-async.",
+            )
+        key = request.headers.get("X-NetSuite-Idempotency-Key")
+        if key is not None:
+            # Oracle's example key is a UUID ("Sending an Asynchronous Request Using an
+            # Idempotency Key", subsect_164494900632); what NetSuite answers for another form
+            # is not documented: we refuse it, so a client bug shows here first
+            try:
+                uuid.UUID(key)
+            except ValueError:
+                raise NetSuiteError(
+                    400, "INVALID_HEADER", "X-NetSuite-idempotency-key must be a UUID."
+                ) from None
+            if key in self.job_keys:
+                self.async_counts["jobs_repeated"] += 1
+                return self._idempotency_conflict(request, self.jobs[self.job_keys[key]])
+        body = self._json(body_bytes)
+        items = body.get("items")
+        if not isinstance(items, list) or not items:
+            raise NetSuiteError(
+                400,
+                "INVALID_CONTENT",
+                'A batch request body is {"items": [...]} with at least one record.',
+                "items",
+            )
+        if len(items) > BATCH_MAX_ITEMS:
+            # Oracle gives the limit, not the error: code and wording are ours
+            raise NetSuiteError(
+                400,
+                "INVALID_CONTENT",
+                f"A batch request may hold at most {BATCH_MAX_ITEMS} records; this one holds "
+                f"{len(items)}.",
+                "items",
+            )
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise NetSuiteError(
+                    400, "INVALID_CONTENT", "Each batch item must be a JSON object.", f"items[{i}]"
+                )
+        job = AsyncJob(
+            id=self._next_job,
+            rtype=rtype,
+            method=request.method,
+            replace={s for s in request.query.get("replace", "").split(",") if s},
+            tasks=[AsyncTask(id=i + 1, body=item) for i, item in enumerate(items)],
+            key=key,
+        )
+        self._next_job += 1
+        self.jobs[job.id] = job
+        if key is not None:
+            self.job_keys[key] = job.id
+        self.async_counts["jobs_submitted"] += 1
+        self.async_counts["items_submitted"] += len(items)
+        self.job_queue.append(job)
+        self._pump()
+        return web.Response(
+            status=202,
+            headers={
+                "Location": self.job_url(request, job),
+                "Preference-Applied": "respond-async",
+            },
+        )
+
+    def _idempotency_conflict(self, request: web.Request, job: AsyncJob) -> web.Response:
+        """A repeated idempotency key: the job is not submitted again, and the answer points at
+        the first one, exactly as Oracle shows it ("Sending an Asynchronous Request Using an
+        Idempotency Key", https://docs.oracle.com/en/cloud/saas/netsuite/ns-online-help/
+        subsect_164494900632.html): ``HTTP 400 Conflict`` with ``Location`` of the earlier job
+        and ``o:errorCode`` ``IDEMPOTENCY_ERROR``. Oracle does not say whether the body is
+        compared: here the key alone decides (the key "enables you to refer to a request"), so a
+        reused key with another body gets the same answer. Keys do not expire (Oracle gives no
+        lifetime) until the emulator is reset."""
+        body = {
+            "type": f"{RFC2616}#sec10.4.10",
+            "title": "Conflict",
+            "status": 400,
+            "o:errorDetails": [
+                {
+                    "detail": "A request with the same idempotency key is already submitted. "
+                    'See the "Location" header for a link to the previously submitted job',
+                    "o:errorCode": "IDEMPOTENCY_ERROR",
+                }
+            ],
+        }
+        return web.Response(
+            status=400,
+            reason="Conflict",
+            text=dumps(body),
+            content_type="application/vnd.oracle.resource+json",
+            headers={
+                "Location": self.job_url(request, job),
+                "Preference-Applied": "respond-async",
+                "Content-Language": "en",
+            },
+        )
+
+    def _pump(self) -> None:
+        """Hand queued jobs, first in first out, to free REST async processors.
+
+        A processor takes a whole job and writes its items one after the other, in the order of
+        ``items``; jobs run in parallel across processors. Oracle says batch operations are
+        "executed asynchronously and in parallel" without saying what runs in parallel with
+        what; integration vendors report that a batch's records are processed one by one in
+        the background (Workato's NetSuite REST connector, "process each record sequentially
+        in the background"). Items in order keeps a batch deterministic (two items with one
+        externalId: the later one wins) and is the conservative figure for a benchmark (one
+        job is never faster than one processor)."""
+        while self.job_queue and len(self.running) < self.behaviour.async_processors:
+            job = self.job_queue.popleft()
+            self.running[job.id] = asyncio.get_running_loop().create_task(self._run_job(job))
+            self.max_jobs_running = max(self.max_jobs_running, len(self.running))
+
+    async def _run_job(self, job: AsyncJob) -> None:
+        """One processor running one job. It holds no concurrency slot: Oracle counts requests
+        toward the account's limit ("Concurrency Governance and Session Management",
+        https://docs.oracle.com/en/cloud/saas/netsuite/ns-online-help/subsect_1559222360.html
+        : "each request counts toward the account limit"), and the submit and the polls are
+        requests; the background execution runs in the REST Async Processors, which Oracle
+        sizes separately (chapter_161251386312). Injected faults apply to requests only."""
+        try:
+            job.progress, job.start = "processing", _now_iso()
+            for task in job.tasks:
+                task.progress, task.start = "processing", _now_iso()
+                delay = self.behaviour.item_s(self.rng)
+                if delay:
+                    await asyncio.sleep(delay)
+                self._execute(job, task)
+                task.end = _now_iso()
+            # Oracle documents "pending" and "succeeded" for REST jobs and tasks; for a job
+            # with a failed item it documents nothing: "failed" here (SOAP's async jobs say
+            # "finishedWithErrors"), the items' own results telling which ones failed
+            failed = any(t.progress == "failed" for t in job.tasks)
+            job.progress, job.end = "failed" if failed else "succeeded", _now_iso()
+            self.async_counts["jobs_completed"] += 1
+        finally:
+            if self.running.get(job.id) is asyncio.current_task():
+                del self.running[job.id]
+                self._pump()
+
+    def _execute(self, job: AsyncJob, task: AsyncTask) -> None:
+        """Write one item exactly as the single request would (same validation, same errors)."""
+        try:
+            if job.method == "PUT":
+                eid = task.body.get("externalId")
+                if eid is None or eid == "":
+                    raise NetSuiteError(
+                        400,
+                        "INVALID_ID",
+                        "A batch PUT upserts by external ID: each item needs an externalId.",
+                        "externalId",
+                    )
+                if not EID.match(str(eid)):
+                    raise NetSuiteError(
+                        400,
+                        "INVALID_ID",
+                        "An external ID may contain only letters, digits, _ and -.",
+                    )
+                # an internal id in a PUT item is not used: "PUT requests only support
+                # external ID for the upsert operation" (article_0127092747)
+                task.record = self.upsert(job.rtype, str(eid), task.body, job.replace)
+            else:
+                task.record = self.create(job.rtype, task.body)
+        except NetSuiteError as exc:
+            task.error, task.progress = exc, "failed"
+            self.async_counts["items_failed"] += 1
+        except Exception as exc:  # what a synchronous request would answer with a 500
+            log.exception("batch job %s task %s", job.id, task.id)
+            task.error = NetSuiteError(
+                500, "UNEXPECTED_ERROR", f"An unexpected error occurred. {exc}"
+            )
+            task.progress = "failed"
+            self.async_counts["items_failed"] += 1
+        else:
+            task.progress = "succeeded"
+            self.async_counts["items_succeeded"] += 1
+            self.last_write = time.time()
+            self.first_write = self.first_write or self.last_write
+        self.async_counts["items_executed"] += 1
+
+    def job_url(self, request: web.Request, job: AsyncJob) -> str:
+        return f"{request.scheme}://{request.host}{ASYNC_ROOT}/job/{job.id}"
+
+    def async_read(self, request: web.Request) -> web.Response:
+        """``GET …/async/v1/job/{id}`` (job status), ``…/job/{id}/task`` (its tasks),
+        ``…/task/{taskId}`` (a task's status) and ``…/task/{taskId}/result``, in the shapes of
+        Oracle's examples ("Sending an Asynchronous Request", subsect_161278579295; "Polling
+        for the Status of a Completed Asynchronous Request", subsect_161252896355; "Getting the
+        Result of an Executed Request", subsect_161252889998)."""
+        match = ASYNC_PATH.match(request.path)
+        job = None
+        if match is not None and match.group(1).isdigit():
+            job = self.jobs.get(int(match.group(1)))
+        if match is None or job is None:
+            raise NetSuiteError(
+                404, "NONEXISTENT_ID", f"The asynchronous job does not exist. ({request.path})"
+            )
+        if request.method != "GET":
+            raise NetSuiteError(405, "INVALID_REQUEST", f"{request.method} is not allowed here")
+        url = self.job_url(request, job)
+        if match.group(2) is None:
+            body: dict[str, Any] = {
+                "links": [{"rel": "self", "href": url}],
+                "completed": job.completed,
+                "id": str(job.id),
+                "progress": job.progress,
+                "task": {"links": [{"rel": "self", "href": f"{url}/task"}]},
+            }
+            # Oracle's job example shows no times (a pending job); its task example has
+            # startTime/endTime, which we give the job too once it has them
+            body.update(_times(job.start, job.end))
+            return _json_response(body)
+        if match.group(3) is None:
+            return self._task_list(request, job, url)
+        ident = match.group(3)
+        task = (
+            job.tasks[int(ident) - 1]
+            if ident.isdigit() and 0 < int(ident) <= len(job.tasks)
+            else None
+        )
+        if task is None:
+            raise NetSuiteError(
+                404, "NONEXISTENT_ID", f"The task does not exist. (job {job.id} task {ident})"
+            )
+        task_url = f"{url}/task/{task.id}"
+        if match.group(4) is None:
+            body = {
+                "links": [
+                    {"rel": "related", "href": f"{task_url}/result"},
+                    {"rel": "self", "href": task_url},
+                ],
+                "completed": task.completed,
+                "id": str(task.id),
+                "progress": task.progress,
+            }
+            body.update(_times(task.start, task.end))
+            return _json_response(body)
+        return self._task_result(request, job, task)
+
+    def _task_list(self, request: web.Request, job: AsyncJob, url: str) -> web.Response:
+        """The job's tasks as a collection (Oracle shows the request, not this answer: we use
+        the shape of its other collections, with ``limit``/``offset`` paging)."""
+        limit = min(int(request.query.get("limit", "1000")), 1000)
+        offset = int(request.query.get("offset", "0"))
+        page = job.tasks[offset : offset + limit]
+        body = {
+            "links": [{"rel": "self", "href": f"{url}/task"}],
+            "count": len(page),
+            "hasMore": offset + limit < len(job.tasks),
+            "items": [
+                {"links": [{"rel": "self", "href": f"{url}/task/{t.id}"}], "id": str(t.id)}
+                for t in page
+            ],
+            "offset": offset,
+            "totalResults": len(job.tasks),
+        }
+        return _json_response(body)
+
+    def _task_result(self, request: web.Request, job: AsyncJob, task: AsyncTask) -> web.Response:
+        """What the item's write answered. Oracle's only example is the result of a GET (the
+        record, with its ``self`` link); for writes it shows none. A written item answers 200
+        with the record's ``self`` link, ``id`` and ``externalId``; a failed one answers what
+        the single request would have answered (e.g. 400 with ``o:errorDetails``). A task not
+        finished yet has no result: 404 (our choice)."""
+        if task.error is not None:
+            return task.error.response()
+        if task.record is None:
+            raise NetSuiteError(
+                404,
+                "NONEXISTENT_ID",
+                f"The task has no result yet (job {job.id} task {task.id}: {task.progress}).",
+            )
+        body: dict[str, Any] = {
+            "links": [{"rel": "self", "href": self.location(request, task.record)}],
+            "id": str(task.record.id),
+        }
+        if task.record.external_id is not None:
+            body["externalId"] = task.record.external_id
+        return _json_response(body)
+
+    def async_stats(self) -> dict[str, Any]:
+        counts = self.async_counts
+        return {
+            "processors": self.behaviour.async_processors,
+            "jobs_submitted": counts["jobs_submitted"],
+            "jobs_repeated": counts["jobs_repeated"],
+            "jobs_completed": counts["jobs_completed"],
+            "jobs_queued": len(self.job_queue),
+            "jobs_running": len(self.running),
+            "max_jobs_running": self.max_jobs_running,
+            "items_submitted": counts["items_submitted"],
+            "items_executed": counts["items_executed"],
+            "items_succeeded": counts["items_succeeded"],
+            "items_failed": counts["items_failed"],
+        }
+
+    def reset_jobs(self) -> None:
+        for running in self.running.values():
+            running.cancel()
+        self.running.clear()
+        self.job_queue.clear()
+        self.jobs.clear()
+        self.job_keys.clear()
+        self.async_counts.clear()
+        self.max_jobs_running = 0
 
     # ----------------------------------------------------------------- HTTP
     def location(self, request: web.Request, record: Record) -> str:
@@ -544,8 +1012,12 @@ class Emulator:
         finally:
             self.in_flight -= 1
         is_query = request.path == SUITEQL_PATH
-        self.requests[f"{'QUERY' if is_query else request.method} {response.status}"] += 1
-        if request.method in ("PUT", "POST") and response.status < 300 and not is_query:
+        is_async = request.path.startswith(ASYNC_ROOT)  # job, task and result reads
+        label = "QUERY" if is_query else "ASYNC" if is_async else request.method
+        self.requests[f"{label} {response.status}"] += 1
+        # a batch's 202 writes nothing yet: its items stamp the write times when they run
+        written = response.status < 300 and response.status != 202
+        if request.method in ("PUT", "POST") and written and not is_query:
             self.last_write = time.time()
             self.first_write = self.first_write or self.last_write
         return response
@@ -576,6 +1048,8 @@ class Emulator:
                 return self.suiteql(request, body_bytes)
             if request.path == GOVERNANCE_PATH:
                 return self.governance(request)
+            if request.path.startswith(ASYNC_ROOT):
+                return self.async_read(request)
             response = self.dispatch(request, body_bytes)
             if fault == "drop" and request.method in ("PUT", "POST"):
                 raise DroppedResponse()
@@ -654,20 +1128,10 @@ class Emulator:
                 404, "NONEXISTENT_RCRD_TYPE", f"Record type '{rtype}' does not exist."
             )
         if ident is None:
+            if is_batch(request):
+                return self.submit_batch(request, rtype, body_bytes)
             if request.method == "POST":
-                body = self._json(body_bytes)
-                self.validate(rtype, body, creating=True)
-                eid = body.get("externalId")
-                if eid is not None and self.store.get_by_eid(rtype, str(eid)):
-                    raise NetSuiteError(
-                        400, "DUP_RCRD", "A record with this external ID already exists."
-                    )
-                fields = {k: v for k, v in body.items() if k not in ("id", "externalId")}
-                if rtype in APPLY_TO_INVOICES:
-                    self.validate_applications(rtype, None, fields)
-                created = self.store.create(rtype, eid, fields)
-                if rtype in APPLY_TO_INVOICES:
-                    self._note_applied(created)
+                created = self.create(rtype, self._json(body_bytes))
                 return web.Response(
                     status=204, headers={"Location": self.location(request, created)}
                 )
@@ -762,6 +1226,9 @@ class Emulator:
                 400, "INVALID_PARAMETER", "SuiteQL requests need the header Prefer: transient"
             )
         query = str(self._json(body_bytes).get("q", ""))
+        by_eid = EXTERNAL_IDS_QUERY.match(query)
+        if by_eid is not None:
+            return self.suiteql_external_ids(request, by_eid)
         match = MATCH_QUERY.match(query)
         if match is None:
             raise NetSuiteError(
@@ -791,6 +1258,37 @@ class Emulator:
             "items": items[:limit],
             "offset": 0,
             "totalResults": len(items),
+        }
+        return web.Response(text=dumps(body), content_type="application/vnd.oracle.resource+json")
+
+    def suiteql_external_ids(self, request: web.Request, match: re.Match[str]) -> web.Response:
+        """``SELECT id, externalid FROM transaction WHERE type = 'CustInvc' AND externalid IN
+        (...)`` (or ``FROM customer``): the records of those external ids that exist, paged
+        like every SuiteQL answer (``limit`` up to 1000, ``offset``)."""
+        table, type_id = match.group(1).lower(), match.group(2)
+        if table == "customer":
+            if type_id is not None:
+                raise NetSuiteError(400, "INVALID_PARAMETER", "customer has no type column here")
+            rtype = "customer"
+        else:
+            if type_id not in SUITEQL_TRANSACTION_TYPES:
+                raise NetSuiteError(400, "INVALID_PARAMETER", f"Unknown transaction type {type_id}")
+            rtype = SUITEQL_TRANSACTION_TYPES[type_id]
+        wanted = [v.replace("''", "'") for v in re.findall(r"'((?:[^']|'')*)'", match.group(3))]
+        found = sorted(
+            (r for eid in dict.fromkeys(wanted) if (r := self.store.get_by_eid(rtype, eid))),
+            key=lambda r: r.id,
+        )
+        limit = min(int(request.query.get("limit", "1000")), 1000)
+        offset = int(request.query.get("offset", "0"))
+        page = found[offset : offset + limit]
+        body = {
+            "links": [],
+            "count": len(page),
+            "hasMore": offset + limit < len(found),
+            "items": [{"links": [], "id": str(r.id), "externalid": r.external_id} for r in page],
+            "offset": offset,
+            "totalResults": len(found),
         }
         return web.Response(text=dumps(body), content_type="application/vnd.oracle.resource+json")
 
@@ -837,6 +1335,7 @@ class Emulator:
 
     async def admin_reset(self, request: web.Request) -> web.Response:
         self.store.reset()
+        self.reset_jobs()
         self.requests.clear()
         self.faults.clear()
         self.max_in_flight = 0
@@ -861,8 +1360,18 @@ class Emulator:
                 "tokens_issued": self.tokens_issued,
                 "first_write": self.first_write,
                 "last_write": self.last_write,
+                "async": self.async_stats(),
             }
         )
+
+
+def _times(start: str | None, end: str | None) -> dict[str, str]:
+    times = {"startTime": start, "endTime": end}
+    return {k: v for k, v in times.items() if v is not None}
+
+
+def _json_response(body: dict[str, Any]) -> web.Response:
+    return web.Response(text=dumps(body), content_type="application/vnd.oracle.resource+json")
 
 
 def _amount(line: dict[str, Any]) -> Decimal:
@@ -919,6 +1428,7 @@ def make_app(
     app.router.add_post(TOKEN_PATH, emu.token)
     app.router.add_route("*", SUITEQL_PATH, emu.handle)
     app.router.add_route("*", GOVERNANCE_PATH, emu.handle)
+    app.router.add_route("*", ASYNC_ROOT + "/{tail:.*}", emu.handle)
     app.router.add_route("*", ROOT + "/{type}", emu.handle)
     app.router.add_route("*", ROOT + "/{type}/{ident}", emu.handle)
     app.router.add_get("/_emulator/records", emu.admin_records)
@@ -972,5 +1482,6 @@ def credentials_from_settings() -> Credentials:
 
 def serve(host: str, port: int, data: str | Path, behaviour: Behaviour | None = None) -> None:
     """Serve with the credentials of the LEDGER_NETSUITE_* settings (the sink's own)."""
+    behaviour = behaviour or Behaviour()
     app = make_app(Store(data), credentials_from_settings(), behaviour)
     web.run_app(app, host=host, port=port, print=None, access_log=None)

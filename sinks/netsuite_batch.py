@@ -1,0 +1,286 @@
+"""Batch writes for the NetSuite sink: up to 100 records of one type in one asynchronous request.
+
+NetSuite's REST batch operations (Oracle's help: "Batch Operations", article_0127092747; "REST
+Web Services Request Processing", chapter_161251386312) take up to 100 upserts of one record
+type in one request, answer 202 with a job, and execute the items in the background in the
+account's REST async processors. The gain is requests, not speed: one submit, a few status
+polls and one SuiteQL lookup of the internal ids replace 100 writes against the account's
+concurrency limit, and the records are written as fast as the async processors go
+(``LEDGER_NETSUITE_BATCH_JOBS`` jobs at once, one per processor).
+
+What stays as with single writes (``sinks/netsuite.py``):
+- a command is started (and so batched) only once every record it references is written, so a
+  batch only holds records whose references NetSuite already has; one order key has at most one
+  write under way, batched or not, so the writes of one record and of one invoice keep order;
+- each item is an upsert on its externalId, and the submit carries an idempotency key (a new
+  UUID per batch, reused by its retries): a submit whose answer was lost is sent again without
+  running twice, and a replay writes the same records again, not new ones;
+- an item NetSuite refused is written again on its own, with the single write's retries, stale
+  reference handling and dead letter for a true 400; so is every item of a batch whose submit
+  NetSuite refused as a whole;
+- the offsets are committed after the records are written and their back-references
+  acknowledged: the sink's results queue gets one outcome per item, as from single writes.
+
+Modes (``LEDGER_NETSUITE_WRITE_MODE``): ``single`` never batches; ``batch`` batches every write
+but link-mode matches (a lookup, then a write); ``auto`` writes singly while the concurrency
+keeps up, and sends to batches the writes that would otherwise queue for a request slot
+(more than two windows of writes waiting): live traffic keeps the latency of single writes, a
+backlog (a replay, a backfill, a catch-up after an outage) adds the async processors' pace to
+the concurrency's.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ledgerstream.sinks.netsuite_client import (
+    BATCH_MAX_ITEMS,
+    SUITEQL_TRANSACTION_TYPES,
+    NetSuiteResponseError,
+)
+
+if TYPE_CHECKING:
+    from ledgerstream.sinks.netsuite import NetSuiteSink, Pending
+
+log = logging.getLogger(__name__)
+
+# the record types whose internal ids a SuiteQL lookup finds after a batch
+BATCHABLE = frozenset({"customer", *SUITEQL_TRANSACTION_TYPES})
+# how long a started write waits for others of its record type to fill a batch, when no more
+# arrive at once (the sink read everything there was)
+LINGER_S = 0.5
+# polling a job: the first poll when it should be done (its items at the pace of the last jobs),
+# then after a tenth of that, growing by half each time; never sooner or later than these
+POLL_MIN_S, POLL_MAX_S = 0.25, 10.0
+
+
+@dataclass
+class Write:
+    """A started write, as ``NetSuiteSink._write_task`` takes it."""
+
+    item: Pending
+    body_json: str
+    replace: list[str]
+    suspended: tuple[tuple[str, str], ...]
+    refs: dict[tuple[str, str], str]
+    settled: bool = False  # its outcome was handed to the sink
+
+    @property
+    def record_type(self) -> str:
+        return self.item.cmd.record_type
+
+    @property
+    def external_id(self) -> str:
+        return self.item.cmd.external_id
+
+
+@dataclass
+class Group:
+    writes: list[Write] = field(default_factory=list)
+    since: float = field(default_factory=time.monotonic)
+
+
+class Batches:
+    """Started writes grouped by record type (and the sublists they replace), submitted as
+    batch jobs by a small pool of threads, at most ``jobs`` at once."""
+
+    def __init__(self, sink: NetSuiteSink, mode: str, jobs: int):
+        self.sink = sink
+        self.mode = mode
+        self.jobs = jobs
+        self.groups: dict[tuple[str, tuple[str, ...]], Group] = {}
+        self.pool = ThreadPoolExecutor(jobs, thread_name_prefix="netsuite-batch")
+        self.running = 0  # jobs submitted to the pool and not finished (main thread only)
+        self._finished: list[int] = []  # written by job threads; len() read by the main thread
+        self._lock = threading.Lock()
+        self.seconds_per_item: float | None = None  # the pace of the last jobs
+        self.submitted = self.items = self.fallbacks = 0
+
+    def takes(self, write: Write, singles_open: int) -> bool:
+        """Whether this write goes into a batch (else it is written on its own)."""
+        if self.mode == "single" or write.item.cmd.operation == "link":
+            return False
+        if write.record_type not in BATCHABLE:
+            return False
+        if self.mode == "batch":
+            return True
+        # auto: a batch when the single writes already fill two windows (one running, one
+        # waiting for a slot); another single write would only wait
+        return singles_open >= 2 * self.sink.limiter.ceiling
+
+    def add(self, write: Write) -> None:
+        key = (write.record_type, tuple(write.replace))
+        self.groups.setdefault(key, Group()).writes.append(write)
+
+    @property
+    def held(self) -> int:
+        return sum(len(g.writes) for g in self.groups.values())
+
+    def flush(self, idle: bool) -> None:
+        """Submit the groups that are full, or waited long enough, or all when the sink read
+        everything there was (``idle``), as far as job slots allow (fullest first)."""
+        with self._lock:
+            self.running -= len(self._finished)
+            self._finished.clear()
+        now = time.monotonic()
+        for key, group in sorted(self.groups.items(), key=lambda kv: -len(kv[1].writes)):
+            while group.writes and self.running < self.jobs:
+                full = len(group.writes) >= BATCH_MAX_ITEMS
+                if not (full or idle or now - group.since >= LINGER_S):
+                    break
+                chunk = group.writes[:BATCH_MAX_ITEMS]
+                del group.writes[:BATCH_MAX_ITEMS]
+                group.since = now
+                self.running += 1
+                self.pool.submit(self._job, chunk)
+            if not group.writes:
+                del self.groups[key]
+        if self.mode == "auto":
+            self._back_to_singles()
+
+    def _back_to_singles(self) -> None:
+        """Auto mode: writes still waiting for a job go back to single writes when these have
+        room again, so that the concurrency is never idle while the processors are busy."""
+        room = 2 * self.sink.limiter.ceiling - self.sink.singles_open
+        for key in list(self.groups):
+            if room <= 0:
+                return
+            group = self.groups[key]
+            moved, group.writes = group.writes[:room], group.writes[room:]
+            room -= len(moved)
+            for write in moved:
+                self.sink.submit_single(write)
+            if not group.writes:
+                del self.groups[key]
+
+    def drop(self, revoked: set[tuple[str, int]]) -> list[Write]:
+        """Forget the writes not submitted yet of revoked partitions (not written, not
+        committed: their new owner reads them again)."""
+        dropped: list[Write] = []
+        for key in list(self.groups):
+            group = self.groups[key]
+            kept = [w for w in group.writes if w.item.tp is None or w.item.tp not in revoked]
+            dropped += [w for w in group.writes if w not in kept]
+            group.writes = kept
+            if not kept:
+                del self.groups[key]
+        return dropped
+
+    def close(self) -> None:
+        self.groups.clear()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    # ----------------------------------------------------------------- job threads
+    def _job(self, writes: list[Write]) -> None:
+        from ledgerstream.sinks.netsuite import CredentialsRefused
+
+        try:
+            self._run(writes)
+        except (InterruptedError, CredentialsRefused) as exc:  # stopping / credentials wrong
+            for write in writes:
+                if not write.settled:
+                    write.settled = True
+                    self.sink.fail(write.item, exc)
+        except Exception as exc:  # noqa: BLE001 - e.g. the job lost: upserts, safe to repeat
+            rest = [w for w in writes if not w.settled]
+            log.warning(
+                "batch of %d %s failed (%s): writing %d of them one by one",
+                len(writes),
+                writes[0].record_type,
+                exc,
+                len(rest),
+            )
+            self._one_by_one(rest)
+        finally:
+            with self._lock:
+                self._finished.append(1)
+
+    def _run(self, writes: list[Write]) -> None:
+        sink, client = self.sink, self.sink.client
+        record_type = writes[0].record_type
+        key = str(uuid.uuid4())  # one per batch; its retries send it again
+        items = [(w.external_id, w.body_json) for w in writes]
+        try:
+            job = sink.retrying_call(
+                lambda: client.batch_upsert(record_type, items, key, replace=writes[0].replace),
+                record_type,
+                f"batch of {len(writes)} {record_type}",
+            )
+        except NetSuiteResponseError as exc:
+            # refused as a whole (e.g. one item makes the request invalid): each on its own
+            log.warning(
+                "batch of %d %s refused (%s): writing them one by one",
+                len(writes),
+                record_type,
+                exc,
+            )
+            self._one_by_one(writes)
+            return
+        self.submitted += 1
+        started = time.monotonic()
+        status = self._wait(job, record_type, len(writes))
+        took = time.monotonic() - started
+        pace = took / len(writes)
+        self.seconds_per_item = (
+            pace if self.seconds_per_item is None else 0.7 * self.seconds_per_item + 0.3 * pace
+        )
+        eids = [w.external_id for w in writes]
+        if status.failed:
+            # some items failed: what each one got (one read per item, for this batch only)
+            results: dict[str, Any] = sink.retrying_call(
+                lambda: client.job_results(job, eids), record_type, f"results of {job}"
+            )
+        else:
+            # all written: their internal ids in one SuiteQL lookup
+            results = sink.retrying_call(
+                lambda: client.ids_by_external_id(record_type, eids),
+                record_type,
+                f"internal ids of {job}",
+            )
+        again = []
+        for write in writes:
+            outcome = results.get(write.external_id)
+            if isinstance(outcome, str):
+                self.items += 1
+                write.settled = True
+                sink.succeed(write.item, outcome, write.suspended)
+            else:  # refused (or, impossibly, not found): on its own, as a single write would
+                again.append(write)
+        if again:
+            log.info(
+                "%s: %d of %d %s items not written by the batch, writing them one by one",
+                job,
+                len(again),
+                len(writes),
+                record_type,
+            )
+            self._one_by_one(again)
+
+    def _wait(self, job: str, record_type: str, n: int) -> Any:
+        """Poll the job until it is done (each poll with the sink's retries)."""
+        sink = self.sink
+        expected = n * (self.seconds_per_item or 0.0)
+        wait = min(POLL_MAX_S, max(POLL_MIN_S, expected))
+        then = max(POLL_MIN_S, expected / 10)
+        while True:
+            if sink.stopping.wait(wait):
+                raise InterruptedError("sink stopping")
+            status = sink.retrying_call(
+                lambda: sink.client.job_status(job), record_type, f"status of {job}"
+            )
+            if status.done:
+                return status
+            wait, then = min(POLL_MAX_S, then), then * 1.5
+
+    def _one_by_one(self, writes: list[Write]) -> None:
+        """Back to the sink's single writes (each hands over its outcome in any case)."""
+        self.fallbacks += len(writes)
+        for write in writes:
+            write.settled = True
+            self.sink.submit_single(write)

@@ -1,0 +1,98 @@
+"""Which writes the sink batches, and when it submits them (no NetSuite: the job pool and the
+sink are stand-ins that record what they are given)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from ledgerstream.commands import Command
+from ledgerstream.sinks.netsuite import Pending
+from ledgerstream.sinks.netsuite_batch import LINGER_S, Batches, Write
+
+
+class Sink(SimpleNamespace):
+    def __init__(self, ceiling: int = 5) -> None:
+        super().__init__(limiter=SimpleNamespace(ceiling=ceiling), singles_open=0, singles=[])
+
+    def submit_single(self, write: Write) -> None:
+        self.singles.append(write)
+        self.singles_open += 1
+
+
+class Pool:
+    def __init__(self) -> None:
+        self.jobs: list[list[Write]] = []
+
+    def submit(self, fn: Any, writes: list[Write]) -> None:
+        self.jobs.append(writes)
+
+    def shutdown(self, **_: Any) -> None:
+        pass
+
+
+def batches(mode: str, jobs: int = 2, sink: Sink | None = None) -> tuple[Batches, Sink, Pool]:
+    sink = sink or Sink()
+    b = Batches(sink, mode, jobs)  # type: ignore[arg-type]
+    b.pool.shutdown()
+    pool = Pool()
+    b.pool = pool  # type: ignore[assignment]
+    return b, sink, pool
+
+
+def write(record_type: str, eid: str, operation: str = "upsert") -> Write:
+    cmd = Command(record_type, eid, {"memo": eid}, "charge", eid, "k", operation=operation)
+    return Write(Pending(None, cmd), "{}", [], (), {})
+
+
+def test_what_each_mode_batches() -> None:
+    single, _, _ = batches("single")
+    assert not single.takes(write("invoice", "in_1"), singles_open=0)
+    batch, _, _ = batches("batch")
+    assert batch.takes(write("invoice", "in_1"), singles_open=0)
+    assert not batch.takes(write("customer", "cus_1", operation="link"), singles_open=0)
+    auto, sink, _ = batches("auto")  # ceiling 5: batches once two windows of singles wait
+    assert not auto.takes(write("invoice", "in_1"), singles_open=9)
+    assert auto.takes(write("invoice", "in_1"), singles_open=10)
+
+
+def test_full_groups_go_at_once_by_record_type_within_the_job_slots() -> None:
+    b, _, pool = batches("batch", jobs=2)
+    for i in range(250):
+        b.add(write("invoice", f"in_{i}"))
+    b.add(write("customer", "cus_1"))
+    b.flush(idle=False)
+    assert [len(j) for j in pool.jobs] == [100, 100]  # two slots, the fullest group first
+    assert {w.record_type for j in pool.jobs for w in j} == {"invoice"}
+    assert b.held == 51
+    b._finished.append(1)  # one job ended
+    b.flush(idle=True)  # nothing more to read: what waits goes, fullest first
+    assert [len(j) for j in pool.jobs] == [100, 100, 50]
+    b._finished.append(1)
+    b.flush(idle=False)
+    assert b.held == 1  # the lone customer waits for others of its type, for a while
+    b.groups[("customer", ())].since -= LINGER_S
+    b.flush(idle=False)
+    assert [len(j) for j in pool.jobs] == [100, 100, 50, 1] and b.held == 0
+
+
+def test_auto_gives_waiting_writes_back_to_idle_single_writers() -> None:
+    b, sink, pool = batches("auto", jobs=1)
+    for i in range(230):
+        b.add(write("invoice", f"in_{i}"))
+    sink.singles_open = 10  # two windows of single writes open: no room
+    b.flush(idle=False)
+    assert len(pool.jobs) == 1 and b.held == 130 and sink.singles == []
+    sink.singles_open = 6  # four single writes finished
+    b.flush(idle=False)
+    assert len(sink.singles) == 4 and b.held == 126
+
+
+def test_revoked_partitions_lose_their_unsubmitted_writes() -> None:
+    b, _, _ = batches("batch")
+    mine, theirs = write("invoice", "in_1"), write("invoice", "in_2")
+    theirs.item.msg = SimpleNamespace(topic=lambda: "t", partition=lambda: 3, offset=lambda: 9)  # type: ignore[assignment]
+    b.add(mine)
+    b.add(theirs)
+    assert b.drop({("t", 3)}) == [theirs]
+    assert b.held == 1
