@@ -28,11 +28,15 @@ lint: install ## ruff, mypy and the import contracts (pyproject.toml, [tool.impo
 	$(BIN)/mypy ledgerstream benchmarks
 	$(BIN)/lint-imports
 
-bench: install ## print benchmark figures (docs/benchmarks.md): webhook, backfill, processor, end to end, generator
+bench: install ## print benchmark figures (docs/benchmarks.md): webhook, backfill, processor, sink, end to end, 100k events, generator
 	$(BIN)/python -m benchmarks.webhook_bench
 	$(BIN)/python -m benchmarks.backfill_bench
 	$(BIN)/python -m benchmarks.processor_bench --memory 1000,4000
+	$(BIN)/python -m benchmarks.sink_bench --customers 60 --modes single,batch,auto
+	$(BIN)/python -m benchmarks.sink_bench --customers 60 --latency-sigma 0.5
+	$(BIN)/python -m benchmarks.sink_bench --customers 60 --errors 429=0.05
 	$(BIN)/python -m benchmarks.e2e_bench
+	$(BIN)/python -m benchmarks.scale_bench
 	$(BIN)/python scripts/generator_bench.py
 
 chaos: install ## the chaos suite, full size: 20 rounds of kills and NetSuite faults vs an undisturbed run
