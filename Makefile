@@ -32,6 +32,7 @@ bench: install ## print benchmark figures (docs/benchmarks.md): webhook, backfil
 	$(BIN)/python -m benchmarks.webhook_bench
 	$(BIN)/python -m benchmarks.backfill_bench
 	$(BIN)/python -m benchmarks.processor_bench --memory 1000,4000
+	$(BIN)/python -m benchmarks.processor_bench --rounds 0 --scale 2 --customers 400
 	$(BIN)/python -m benchmarks.sink_bench --customers 60 --modes single,batch,auto
 	$(BIN)/python -m benchmarks.sink_bench --customers 60 --latency-sigma 0.5
 	$(BIN)/python -m benchmarks.sink_bench --customers 60 --errors 429=0.05

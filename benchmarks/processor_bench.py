@@ -15,7 +15,14 @@ with N distinct keys (copies of those rows under new ids, spread over every part
 real worker starts and recovers them into RocksDB, then processes a small live history; the
 worker's ``/ledger/memory/`` page then gives its resident size and Python-heap figures.
 
+Scale-out (``--scale N``): N rounds of one processor worker, then two workers of one consumer
+group, on the same records (input topics with ``--scale-partitions``, default 4, so that two
+workers can share them evenly); records/s as above, the two-worker / one-worker ratio of each
+round, and the CPU seconds of each worker, of the broker and of the whole machine during the
+run (from /proc: on a small machine the broker and the workers share the cores).
+
     .venv/bin/python -m benchmarks.processor_bench [--customers 400] [--memory 2000,8000]
+    .venv/bin/python -m benchmarks.processor_bench --rounds 0 --scale 2
     .venv/bin/python -m benchmarks.processor_bench --keys 0,100000,1000000 [--defaults]
 """
 
@@ -39,7 +46,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from ledgerstream import settings, stack
 from ledgerstream.testing.generator import Scenario, generate
-from ledgerstream.testing.pipeline import Pipeline
+from ledgerstream.testing.pipeline import Pipeline, free_port
 from tests.integration.helpers import ACCOUNTING_ENV, consume_all, wait_caught_up
 from tests.integration.test_processors import INPUT_TOPICS, produce
 from tests.unit.test_ledger import records
@@ -93,19 +100,110 @@ def start(pipeline: Pipeline, command: list[str], label: str) -> subprocess.Pope
 
 
 def run_worker(command: list[str], data: list, label: str) -> tuple[float, int, Pipeline]:
+    elapsed, procs, pipeline = run_workers([command], data, label)
+    rss = int(Path(f"/proc/{procs[0].pid}/status").read_text().split("VmRSS:")[1].split()[0])
+    return elapsed, rss, pipeline
+
+
+def run_workers(
+    commands: list[list[str]], data: list, label: str
+) -> tuple[float, list[subprocess.Popen[bytes]], Pipeline]:
+    """Start the workers (one consumer group) at once; seconds until the group committed
+    the end of every input topic."""
     pipeline = new_pipeline(label)
     produce(data)
     t0 = time.perf_counter()
-    proc = start(pipeline, command, label)
+    procs = [
+        start(pipeline, command, label if i == 0 else f"{label}-{i + 1}")
+        for i, command in enumerate(commands)
+    ]
     wait_caught_up(
         f"{pipeline.name}-processor",
         [pipeline.prefix + t for t in INPUT_TOPICS],
         timeout=1800,
         check=pipeline.check_alive,
     )
-    elapsed = time.perf_counter() - t0
-    rss = int(Path(f"/proc/{proc.pid}/status").read_text().split("VmRSS:")[1].split()[0])
-    return elapsed, rss, pipeline
+    return time.perf_counter() - t0, procs, pipeline
+
+
+# ------------------------------------------------------------------------- scale-out
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def machine_seconds() -> tuple[float, float]:
+    """CPU seconds of the whole machine so far: busy, and busy + idle (every core)."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    return (sum(ticks) - idle) / TICKS, sum(ticks) / TICKS
+
+
+def broker_pid() -> int | None:
+    """The local stack's broker (the first ``kafka.Kafka`` JVM), if it runs on this host."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if b"kafka.Kafka" in (entry / "cmdline").read_bytes():
+                    return int(entry.name)
+            except OSError:
+                continue
+    return None
+
+
+def scale_round(data: list, workers: int) -> dict[str, Any]:
+    """One run of ``workers`` processor workers in one group: records/s and CPU seconds."""
+    broker = broker_pid()
+    commands = [WORKER + ["--web-port", str(free_port())] for _ in range(workers)]
+    b0 = cpu_seconds(broker) if broker else 0.0
+    m0 = machine_seconds()
+    elapsed, procs, pipeline = run_workers(commands, data, f"scale{workers}")
+    m1 = machine_seconds()
+    result = {
+        "records_per_s": len(data) / elapsed,
+        "elapsed": elapsed,
+        "workers_cpu": [cpu_seconds(p.pid) for p in procs],
+        "broker_cpu": cpu_seconds(broker) - b0 if broker else None,
+        "machine_busy": m1[0] - m0[0],
+        "machine_total": m1[1] - m0[1],
+    }
+    finish(pipeline)
+    return result
+
+
+def scale_out(data: list, rounds: int, partitions: int) -> None:
+    os.environ["LEDGER_TOPIC_PARTITIONS"] = str(partitions)  # both runs: same topics
+    settings.kafka.cache_clear()
+    print(
+        f"scale-out: {len(data)} records, {partitions} partitions per topic, {os.cpu_count()} CPUs"
+    )
+    ratios = []
+    try:
+        for round_no in range(1, rounds + 1):
+            results = {n: scale_round(data, n) for n in (1, 2)}
+            for n, r in results.items():
+                cpu = " + ".join(f"{c:.1f}" for c in r["workers_cpu"])
+                broker = f"{r['broker_cpu']:.1f}" if r["broker_cpu"] is not None else "-"
+                print(
+                    f"round {round_no} {n} worker(s): {r['elapsed']:.1f} s = "
+                    f"{r['records_per_s']:.0f} records/s; CPU s: worker(s) {cpu}, broker "
+                    f"{broker}, machine busy {r['machine_busy']:.1f} of "
+                    f"{r['machine_total']:.1f}",
+                    flush=True,
+                )
+            ratios.append(results[2]["records_per_s"] / results[1]["records_per_s"])
+            print(f"round {round_no} two workers / one = {ratios[-1]:.2f}", flush=True)
+        print(
+            f"two workers / one over {len(ratios)} rounds: median "
+            f"{statistics.median(ratios):.2f} (min {min(ratios):.2f}, max {max(ratios):.2f})"
+        )
+    finally:
+        del os.environ["LEDGER_TOPIC_PARTITIONS"]
+        settings.kafka.cache_clear()
 
 
 # ------------------------------------------------------------------------- memory by key count
@@ -314,6 +412,10 @@ def main() -> None:
     )
     parser.add_argument("--live-customers", type=int, default=20, help="history after recovery")
     parser.add_argument(
+        "--scale", type=int, default=0, help="rounds of one vs two processor workers in a group"
+    )
+    parser.add_argument("--scale-partitions", type=int, default=4, help="partitions for --scale")
+    parser.add_argument(
         "--defaults",
         action="store_true",
         help="--keys with faust's and glibc's defaults instead of the worker's memory settings",
@@ -342,10 +444,13 @@ def main() -> None:
                 )
             ratios.append(results["processor"] / results["passthrough"])
             print(f"round {round_no} processor / pass-through = {ratios[-1]:.2f}", flush=True)
-        print(
-            f"processor / pass-through over {len(ratios)} rounds: median "
-            f"{statistics.median(ratios):.2f} (min {min(ratios):.2f}, max {max(ratios):.2f})"
-        )
+        if ratios:
+            print(
+                f"processor / pass-through over {len(ratios)} rounds: median "
+                f"{statistics.median(ratios):.2f} (min {min(ratios):.2f}, max {max(ratios):.2f})"
+            )
+        if args.scale:
+            scale_out(data, args.scale, args.scale_partitions)
         for count in [int(c) for c in args.memory.split(",") if c]:
             data = feed(count)
             elapsed, rss, pipeline = run_worker(worker, data, f"memory-{count}")
