@@ -63,7 +63,7 @@ from ledgerstream.testing.generator import Scenario, generate
 from ledgerstream.testing.pipeline import AppThread, Pipeline
 from ledgerstream.testing.reference import expanded_payout_txns, routed
 from ledgerstream.testing.stripe_double import StripeDouble
-from tests.integration.helpers import ACCOUNTING_ENV
+from tests.integration.helpers import ACCOUNTING_ENV, end_offsets
 
 # measured: seed 1, 2,400 customers, six months, payouts in USD and JPY → 100,257 events
 EVENTS_PER_CUSTOMER_MONTH = 100_257 / (2_400 * 6)
@@ -491,6 +491,13 @@ def main() -> None:
             f"{total / max(1, len(records)):.3f} per record; {writes:,} writes = "
             f"{writes / max(1, len(records)):.3f} per record; max in flight "
             f"{stats['max_in_flight']}; requests {dict(sorted(counts.items()))}"
+        )
+        # the processor's side: the commands it sent (every record version the sink was given;
+        # the processor drops exact repeats) per record
+        sent = sum(end_offsets(topics.name(topics.NETSUITE_COMMANDS)).values())
+        print(
+            f"processor: {sent:,} commands sent = {sent / max(1, len(records)):.3f} per record "
+            "(the sink conflates the versions it finds queued together)"
         )
         have = {f"{r['type']}/{r['externalId']}" for r in records}
         want = set(first)

@@ -129,7 +129,7 @@ def run(args: argparse.Namespace, mode: str, book: list[Command]) -> dict[str, f
                 "LEDGER_EMULATOR_LATENCY_SIGMA": str(args.latency_sigma),
                 "LEDGER_EMULATOR_CONCURRENCY_LIMIT": str(args.limit),
                 "LEDGER_EMULATOR_ERRORS": args.errors,
-                "LEDGER_EMULATOR_SEED": "14",
+                "LEDGER_EMULATOR_SEED": str(args.seed),
                 "LEDGER_EMULATOR_ASYNC_PROCESSORS": str(args.async_processors),
                 "LEDGER_EMULATOR_ASYNC_ITEM_MS": str(args.async_item_ms or args.latency_ms),
             },
@@ -219,6 +219,7 @@ def main() -> None:
         "--errors", default="", help="injected NetSuite errors and their rates, e.g. 429=0.05"
     )
     parser.add_argument("--stream", choices=["book", "processor"], default="book")
+    parser.add_argument("--seed", type=int, default=14, help="the emulator's latency and faults")
     parser.add_argument(
         "--modes",
         default="single",

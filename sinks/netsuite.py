@@ -240,7 +240,10 @@ class NetSuiteSink(Stage):
         self.limiter = AdaptiveLimiter(
             ns.netsuite_concurrency, auth_failures=self.cfg.sink_auth_failures
         )
-        self.pool = ThreadPoolExecutor(ns.netsuite_concurrency, thread_name_prefix="netsuite")
+        # twice as many writer threads as request slots: a write waiting out its backoff after a
+        # 429 or a failure holds a thread, and must not leave a slot idle (the limiter, not
+        # the pool, bounds the requests open)
+        self.pool = ThreadPoolExecutor(2 * ns.netsuite_concurrency, thread_name_prefix="netsuite")
         self.singles_open = 0  # single writes submitted to the pool and not finished
         self._singles_lock = threading.Lock()
         self.batches = Batches(self, ns.netsuite_write_mode, ns.netsuite_batch_jobs)
@@ -323,7 +326,7 @@ class NetSuiteSink(Stage):
                 if key not in self.in_flight:
                     self._advance(key)
         if self.batches.groups:
-            self.batches.flush(idle)
+            self.batches.flush()
         self._collect(timeout=0.01 if idle and self.in_flight else 0)
         now = time.monotonic()
         if idle and now - self.last_sweep > 1.0:
@@ -380,7 +383,7 @@ class NetSuiteSink(Stage):
         log.info(
             "progress: %d written, %d superseded, %d dead-lettered, %d requests; %d in flight, "
             "%d waiting for references, %d read and not done; limiter %.1f of %d, %d throttled "
-            "answers, round trip %.0f ms",
+            "answers (window cut %d times), round trip %.0f ms",
             self.written,
             self.superseded,
             self.dead_lettered,
@@ -391,6 +394,7 @@ class NetSuiteSink(Stage):
             self.limiter.limit,
             self.limiter.ceiling,
             self.limiter.throttled,
+            self.limiter.decreases,
             1000 * (self.limiter.rtt or 0.0),
         )
         if self.batches.mode != "single":

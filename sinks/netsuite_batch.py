@@ -22,11 +22,11 @@ What stays as with single writes (``sinks/netsuite.py``):
   acknowledged: the sink's results queue gets one outcome per item, as from single writes.
 
 Modes (``LEDGER_NETSUITE_WRITE_MODE``): ``single`` never batches; ``batch`` batches every write
-but link-mode matches (a lookup, then a write); ``auto`` writes singly while the concurrency
-keeps up, and sends to batches the writes that would otherwise queue for a request slot
-(more than two windows of writes waiting): live traffic keeps the latency of single writes, a
-backlog (a replay, a backfill, a catch-up after an outage) adds the async processors' pace to
-the concurrency's.
+but link-mode matches (a lookup, then a write); ``auto`` sends each write where it will be written
+sooner (``_batch_sooner``): singly while the concurrency keeps up, so live traffic keeps the
+latency of single writes; on a backlog (a replay, a backfill, a catch-up after an outage) the
+writes the single writers could not reach for a while go to batches, adding the async
+processors' pace to the concurrency's.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ledgerstream.sinks.netsuite_client import (
@@ -52,9 +52,6 @@ log = logging.getLogger(__name__)
 
 # the record types whose internal ids a SuiteQL lookup finds after a batch
 BATCHABLE = frozenset({"customer", *SUITEQL_TRANSACTION_TYPES})
-# how long a started write waits for others of its record type to fill a batch, when no more
-# arrive at once (the sink read everything there was)
-LINGER_S = 0.5
 # polling a job: the first poll when it should be done (its items at the pace of the last jobs),
 # then after a tenth of that, growing by half each time; never sooner or later than these
 POLL_MIN_S, POLL_MAX_S = 0.25, 10.0
@@ -80,12 +77,6 @@ class Write:
         return self.item.cmd.external_id
 
 
-@dataclass
-class Group:
-    writes: list[Write] = field(default_factory=list)
-    since: float = field(default_factory=time.monotonic)
-
-
 class Batches:
     """Started writes grouped by record type (and the sublists they replace), submitted as
     batch jobs by a small pool of threads, at most ``jobs`` at once."""
@@ -94,10 +85,11 @@ class Batches:
         self.sink = sink
         self.mode = mode
         self.jobs = jobs
-        self.groups: dict[tuple[str, tuple[str, ...]], Group] = {}
+        self.groups: dict[tuple[str, tuple[str, ...]], list[Write]] = {}
         self.pool = ThreadPoolExecutor(jobs, thread_name_prefix="netsuite-batch")
         self.running = 0  # jobs submitted to the pool and not finished (main thread only)
-        self._finished: list[int] = []  # written by job threads; len() read by the main thread
+        self.in_jobs = 0  # the writes of those jobs
+        self._finished: list[int] = []  # the sizes of jobs ended (appended by job threads)
         self._lock = threading.Lock()
         self.seconds_per_item: float | None = None  # the pace of the last jobs
         self.submitted = self.items = self.fallbacks = 0
@@ -110,36 +102,52 @@ class Batches:
             return False
         if self.mode == "batch":
             return True
-        # auto: a batch when the single writes already fill two windows (one running, one
-        # waiting for a slot); another single write would only wait
-        return singles_open >= 2 * self.sink.limiter.ceiling
+        return self._batch_sooner(singles_open)
+
+    def _batch_sooner(self, singles_open: int) -> bool:
+        """Auto mode: would a batch write this record sooner than the single writers? They
+        get through the writes before it at the limiter's window per round trip; a batch job
+        through the items before it (waiting, or in jobs under way) at the async processors'
+        pace, plus a submit, a poll or two and a lookup. Until a job has run, an item is taken to
+        cost a round trip. Each write goes where it is written sooner: batches take only what
+        the concurrency cannot keep up with, and records that others wait for are not held
+        in a long job while a single write would have been quicker."""
+        limiter = self.sink.limiter
+        rtt = limiter.rtt
+        if rtt is None or singles_open < 2 * limiter.ceiling:
+            return False  # single writes have room (or nothing is known yet)
+        single_wait = singles_open * rtt / max(1.0, limiter.limit)
+        per_item = self.seconds_per_item if self.seconds_per_item is not None else rtt
+        ahead = self.held + self.in_jobs + 1
+        batch_wait = ahead * per_item / self.jobs + 4 * rtt + POLL_MIN_S
+        return single_wait > batch_wait
 
     def add(self, write: Write) -> None:
         key = (write.record_type, tuple(write.replace))
-        self.groups.setdefault(key, Group()).writes.append(write)
+        self.groups.setdefault(key, []).append(write)
 
     @property
     def held(self) -> int:
-        return sum(len(g.writes) for g in self.groups.values())
+        return sum(len(writes) for writes in self.groups.values())
 
-    def flush(self, idle: bool) -> None:
-        """Submit the groups that are full, or waited long enough, or all when the sink read
-        everything there was (``idle``), as far as job slots allow (fullest first)."""
+    def flush(self) -> None:
+        """Submit what waits, fullest group first, as far as job slots allow: a free async
+        processor never idles while writes wait, and while all are busy the writes that become
+        ready (the dependents of those a job wrote) gather into the next batches. (Waiting for
+        a group to fill while a slot is free was tried: it made the jobs no bigger, since the
+        writes held are what limits them, and the backlog slower.)"""
         with self._lock:
             self.running -= len(self._finished)
+            self.in_jobs -= sum(self._finished)
             self._finished.clear()
-        now = time.monotonic()
-        for key, group in sorted(self.groups.items(), key=lambda kv: -len(kv[1].writes)):
-            while group.writes and self.running < self.jobs:
-                full = len(group.writes) >= BATCH_MAX_ITEMS
-                if not (full or idle or now - group.since >= LINGER_S):
-                    break
-                chunk = group.writes[:BATCH_MAX_ITEMS]
-                del group.writes[:BATCH_MAX_ITEMS]
-                group.since = now
+        for key, writes in sorted(self.groups.items(), key=lambda kv: -len(kv[1])):
+            while writes and self.running < self.jobs:
+                chunk = writes[:BATCH_MAX_ITEMS]
+                del writes[:BATCH_MAX_ITEMS]
                 self.running += 1
+                self.in_jobs += len(chunk)
                 self.pool.submit(self._job, chunk)
-            if not group.writes:
+            if not writes:
                 del self.groups[key]
         if self.mode == "auto":
             self._back_to_singles()
@@ -151,12 +159,13 @@ class Batches:
         for key in list(self.groups):
             if room <= 0:
                 return
-            group = self.groups[key]
-            moved, group.writes = group.writes[:room], group.writes[room:]
+            writes = self.groups[key]
+            moved = writes[:room]
+            del writes[:room]
             room -= len(moved)
             for write in moved:
                 self.sink.submit_single(write)
-            if not group.writes:
+            if not writes:
                 del self.groups[key]
 
     def drop(self, revoked: set[tuple[str, int]]) -> list[Write]:
@@ -164,11 +173,12 @@ class Batches:
         committed: their new owner reads them again)."""
         dropped: list[Write] = []
         for key in list(self.groups):
-            group = self.groups[key]
-            kept = [w for w in group.writes if w.item.tp is None or w.item.tp not in revoked]
-            dropped += [w for w in group.writes if w not in kept]
-            group.writes = kept
-            if not kept:
+            writes = self.groups[key]
+            kept = [w for w in writes if w.item.tp is None or w.item.tp not in revoked]
+            dropped += [w for w in writes if w not in kept]
+            if kept:
+                self.groups[key] = kept
+            else:
                 del self.groups[key]
         return dropped
 
@@ -199,7 +209,7 @@ class Batches:
             self._one_by_one(rest)
         finally:
             with self._lock:
-                self._finished.append(1)
+                self._finished.append(len(writes))
 
     def _run(self, writes: list[Write]) -> None:
         sink, client = self.sink, self.sink.client

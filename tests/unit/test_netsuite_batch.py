@@ -8,12 +8,13 @@ from typing import Any
 
 from ledgerstream.commands import Command
 from ledgerstream.sinks.netsuite import Pending
-from ledgerstream.sinks.netsuite_batch import LINGER_S, Batches, Write
+from ledgerstream.sinks.netsuite_batch import Batches, Write
 
 
 class Sink(SimpleNamespace):
     def __init__(self, ceiling: int = 5) -> None:
-        super().__init__(limiter=SimpleNamespace(ceiling=ceiling), singles_open=0, singles=[])
+        limiter = SimpleNamespace(ceiling=ceiling, limit=float(ceiling), rtt=None)
+        super().__init__(limiter=limiter, singles_open=0, singles=[])
 
     def submit_single(self, write: Write) -> None:
         self.singles.append(write)
@@ -51,29 +52,42 @@ def test_what_each_mode_batches() -> None:
     batch, _, _ = batches("batch")
     assert batch.takes(write("invoice", "in_1"), singles_open=0)
     assert not batch.takes(write("customer", "cus_1", operation="link"), singles_open=0)
-    auto, sink, _ = batches("auto")  # ceiling 5: batches once two windows of singles wait
-    assert not auto.takes(write("invoice", "in_1"), singles_open=9)
-    assert auto.takes(write("invoice", "in_1"), singles_open=10)
 
 
-def test_full_groups_go_at_once_by_record_type_within_the_job_slots() -> None:
+def test_auto_sends_a_write_where_it_is_written_sooner() -> None:
+    auto, sink, _ = batches("auto", jobs=2)  # a window of 5
+    w = write("invoice", "in_1")
+    assert not auto.takes(w, singles_open=500)  # no round trip measured yet: single
+    sink.limiter.rtt = 0.2  # singles: 5 per 0.2 s; a batch: 4 round trips and a poll's wait,
+    # then 0.1 s per item (two jobs at once, an item a round trip until a job has run)
+    assert not auto.takes(w, singles_open=9)  # fewer than two windows waiting
+    assert not auto.takes(w, singles_open=25)  # 1.0 s single vs 1.15 s in a batch
+    assert auto.takes(w, singles_open=30)  # 1.2 s vs 1.15 s
+    for i in range(10):
+        auto.add(write("invoice", f"in_{i + 2}"))
+    assert not auto.takes(w, singles_open=30)  # 1.2 s vs 2.15 s behind ten waiting items
+    auto.seconds_per_item = 0.02  # the last jobs went faster than a round trip
+    assert auto.takes(w, singles_open=30)  # 1.2 s vs 1.16 s
+
+
+def test_waiting_writes_go_by_record_type_fullest_first_within_the_job_slots() -> None:
     b, _, pool = batches("batch", jobs=2)
     for i in range(250):
         b.add(write("invoice", f"in_{i}"))
     b.add(write("customer", "cus_1"))
-    b.flush(idle=False)
+    b.flush()
     assert [len(j) for j in pool.jobs] == [100, 100]  # two slots, the fullest group first
     assert {w.record_type for j in pool.jobs for w in j} == {"invoice"}
     assert b.held == 51
-    b._finished.append(1)  # one job ended
-    b.flush(idle=True)  # nothing more to read: what waits goes, fullest first
-    assert [len(j) for j in pool.jobs] == [100, 100, 50]
-    b._finished.append(1)
-    b.flush(idle=False)
-    assert b.held == 1  # the lone customer waits for others of its type, for a while
-    b.groups[("customer", ())].since -= LINGER_S
-    b.flush(idle=False)
-    assert [len(j) for j in pool.jobs] == [100, 100, 50, 1] and b.held == 0
+    b.flush()
+    assert len(pool.jobs) == 2  # no slot free: they wait, and more may join them
+    b.add(write("invoice", "in_250"))
+    b._finished.append(100)  # one job ended: its slot takes the fullest group
+    b.flush()
+    assert [len(j) for j in pool.jobs] == [100, 100, 51] and b.held == 1
+    b._finished += [100, 51]
+    b.flush()
+    assert [len(j) for j in pool.jobs] == [100, 100, 51, 1] and b.held == 0
 
 
 def test_auto_gives_waiting_writes_back_to_idle_single_writers() -> None:
@@ -81,10 +95,10 @@ def test_auto_gives_waiting_writes_back_to_idle_single_writers() -> None:
     for i in range(230):
         b.add(write("invoice", f"in_{i}"))
     sink.singles_open = 10  # two windows of single writes open: no room
-    b.flush(idle=False)
+    b.flush()
     assert len(pool.jobs) == 1 and b.held == 130 and sink.singles == []
     sink.singles_open = 6  # four single writes finished
-    b.flush(idle=False)
+    b.flush()
     assert len(sink.singles) == 4 and b.held == 126
 
 
