@@ -78,6 +78,10 @@ log = logging.getLogger(__name__)
 INVALID_REFERENCE = re.compile(r"Invalid Field Value (\S+) for the following field")
 
 
+# the longest the sink holds the start of commands it read while it reads on (a backlog)
+READ_AHEAD_MAX_S = 1.0
+
+
 class FatalSinkError(RuntimeError):
     """The sink cannot go on (e.g. NetSuite rejects the credentials)."""
 
@@ -240,10 +244,7 @@ class NetSuiteSink(Stage):
         self.limiter = AdaptiveLimiter(
             ns.netsuite_concurrency, auth_failures=self.cfg.sink_auth_failures
         )
-        # twice as many writer threads as request slots: a write waiting out its backoff after a
-        # 429 or a failure holds a thread, and must not leave a slot idle (the limiter, not
-        # the pool, bounds the requests open)
-        self.pool = ThreadPoolExecutor(2 * ns.netsuite_concurrency, thread_name_prefix="netsuite")
+        self.pool = ThreadPoolExecutor(ns.netsuite_concurrency, thread_name_prefix="netsuite")
         self.singles_open = 0  # single writes submitted to the pool and not finished
         self._singles_lock = threading.Lock()
         self.batches = Batches(self, ns.netsuite_write_mode, ns.netsuite_batch_jobs)
@@ -254,6 +255,7 @@ class NetSuiteSink(Stage):
         self.waiting_on: dict[tuple[str, str], set[str]] = defaultdict(set)  # dep -> keys
         self.blocked: set[str] = set()  # keys whose head waits for a dependency
         self.arrived: dict[str, None] = {}  # order keys with commands added since the last tick
+        self.reading_ahead_since: float | None = None  # when their start was first held
         # deposits written with records on suspense: their command, the records missing, and
         # for each such record the deposits to rewrite once it is written (kept on the
         # compacted netsuite.suspended topic too, for a restarted sink)
@@ -321,6 +323,7 @@ class NetSuiteSink(Stage):
 
     def tick(self, idle: bool) -> None:
         if idle or not self._reading_ahead():
+            self.reading_ahead_since = None
             arrived, self.arrived = self.arrived, {}
             for key in arrived:  # in the order they arrived; a new command may pass waiting ones
                 if key not in self.in_flight:
@@ -351,8 +354,15 @@ class NetSuiteSink(Stage):
         just read wait to be started, because any record read next may be a newer version of
         theirs (``_conflate``). Writes under way go on, and a command's wait ends when the
         sink has caught up, or holds as much as it may (then the runner pauses reading and the
-        next tick is idle). Without a backlog nothing waits: the last fetch reached the end."""
+        next tick is idle). Without a backlog nothing waits: the last fetch reached the end.
+        Nor does anything wait longer than ``READ_AHEAD_MAX_S`` (records arriving as fast as
+        they are read would otherwise hold the writes until the limit)."""
         if not self.arrived or self.pending >= self.cfg.sink_max_pending:
+            return False
+        now = time.monotonic()
+        if self.reading_ahead_since is None:
+            self.reading_ahead_since = now
+        elif now - self.reading_ahead_since > READ_AHEAD_MAX_S:
             return False
         consumer = self.runner.consumer
         try:
@@ -617,19 +627,10 @@ class NetSuiteSink(Stage):
         refs: dict[tuple[str, str], str] | None = None,
     ) -> None:
         cmd = item.cmd
-        retrying = Retrying(
-            retry=retry_if_exception(_transient),
-            wait=_backoff(),
-            stop=stop_never,
-            reraise=True,
-            before_sleep=self._log_retry(cmd.record_type, cmd.external_id),
-        )
         try:
-            for attempt in retrying:
-                with attempt:
-                    if self.stopping.is_set():
-                        raise InterruptedError("sink stopping")
-                    internal_id = self._request(cmd, body_json, replace)
+            internal_id = self.retrying(
+                lambda: self._request(cmd, body_json, replace), cmd.record_type, cmd.external_id
+            )
             self.results.put(Outcome(item, internal_id=internal_id, suspended=suspended))
         except NetSuiteResponseError as exc:
             try:
@@ -640,8 +641,9 @@ class NetSuiteSink(Stage):
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
             self.results.put(Outcome(item, error=exc))
 
-    def retrying_call(self, request: Any, record_type: str, what: str) -> Any:
-        """``_call`` with the single writes' retries of transient failures (batch requests)."""
+    def retrying(self, action: Any, record_type: str, what: str) -> Any:
+        """``action()`` again after each transient failure, with jittered backoff and without
+        end (an outage stalls, it does not dead-letter); InterruptedError once stopping."""
         for attempt in Retrying(
             retry=retry_if_exception(_transient),
             wait=_backoff(),
@@ -652,8 +654,12 @@ class NetSuiteSink(Stage):
             with attempt:
                 if self.stopping.is_set():
                     raise InterruptedError("sink stopping")
-                return self._call(request, record_type)
+                return action()
         raise AssertionError("unreachable: stop_never")  # pragma: no cover
+
+    def retrying_call(self, request: Any, record_type: str, what: str) -> Any:
+        """One NetSuite request (``call``) with those retries (batch requests)."""
+        return self.retrying(lambda: self.call(request, record_type), record_type, what)
 
     def succeed(
         self, item: Pending, internal_id: str, suspended: tuple[tuple[str, str], ...]
@@ -684,7 +690,7 @@ class NetSuiteSink(Stage):
         for dep, known in refs.items():
             if known not in invalid:
                 continue
-            now = self._call(lambda dep=dep: self.client.internal_id(*dep), dep[0])
+            now = self.call(lambda dep=dep: self.client.internal_id(*dep), dep[0])
             if now != known:
                 stale[dep] = now
         return stale or None
@@ -692,7 +698,7 @@ class NetSuiteSink(Stage):
     def _request(self, cmd: Command, body_json: str, replace: list[str]) -> str:
         if cmd.operation == "link":
             return self._link(cmd)
-        return self._call(
+        return self.call(
             lambda: self.client.upsert(
                 cmd.record_type, cmd.external_id, body_json, replace=replace
             ),
@@ -703,7 +709,7 @@ class NetSuiteSink(Stage):
         """Link mode: the record matching ``body.match`` if NetSuite has one, else a new one
         from ``body.create`` (an upsert on the externalId, so a retry cannot create two)."""
         match, create = cmd.body["match"], cmd.body["create"]
-        found = self._call(
+        found = self.call(
             lambda: self.client.find_id(cmd.record_type, match["field"], str(match["value"])),
             cmd.record_type,
         )
@@ -711,14 +717,14 @@ class NetSuiteSink(Stage):
             log.info("linked %s %s to existing %s", cmd.record_type, cmd.external_id, found)
             return found
         body = resolve_refs(create, self.index.ids)
-        return self._call(
+        return self.call(
             lambda: self.client.upsert(
                 cmd.record_type, cmd.external_id, canonical_json(body), replace=sublists(body)
             ),
             cmd.record_type,
         )
 
-    def _call(self, request: Any, record_type: str) -> Any:
+    def call(self, request: Any, record_type: str) -> Any:
         """One NetSuite request inside a limiter slot, feeding the limiter what it answered."""
         with self.limiter.slot(self.stopping):
             if self._refused:  # judged wrong: no thread sends another request with them

@@ -39,6 +39,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import requests
+
 from ledgerstream.sinks.netsuite_client import (
     BATCH_MAX_ITEMS,
     SUITEQL_TRANSACTION_TYPES,
@@ -52,6 +54,10 @@ log = logging.getLogger(__name__)
 
 # the record types whose internal ids a SuiteQL lookup finds after a batch
 BATCHABLE = frozenset({"customer", *SUITEQL_TRANSACTION_TYPES})
+# a sink stopping still waits this long for its submitted jobs to end in NetSuite: a restarted
+# sink writes their records again, and a job NetSuite ran after that could put back an older
+# version
+STOP_GRACE_S = 60.0
 # polling a job: the first poll when it should be done (its items at the pace of the last jobs),
 # then after a tenth of that, growing by half each time; never sooner or later than these
 POLL_MIN_S, POLL_MAX_S = 0.25, 10.0
@@ -112,6 +118,7 @@ class Batches:
         cost a round trip. Each write goes where it is written sooner: batches take only what
         the concurrency cannot keep up with, and records that others wait for are not held
         in a long job while a single write would have been quicker."""
+        self._settle()
         limiter = self.sink.limiter
         rtt = limiter.rtt
         if rtt is None or singles_open < 2 * limiter.ceiling:
@@ -130,16 +137,20 @@ class Batches:
     def held(self) -> int:
         return sum(len(writes) for writes in self.groups.values())
 
+    def _settle(self) -> None:
+        """Count the jobs that ended (their threads append to ``_finished``)."""
+        with self._lock:
+            self.running -= len(self._finished)
+            self.in_jobs -= sum(self._finished)
+            self._finished.clear()
+
     def flush(self) -> None:
         """Submit what waits, fullest group first, as far as job slots allow: a free async
         processor never idles while writes wait, and while all are busy the writes that become
         ready (the dependents of those a job wrote) gather into the next batches. (Waiting for
         a group to fill while a slot is free was tried: it made the jobs no bigger, since the
         writes held are what limits them, and the backlog slower.)"""
-        with self._lock:
-            self.running -= len(self._finished)
-            self.in_jobs -= sum(self._finished)
-            self._finished.clear()
+        self._settle()
         for key, writes in sorted(self.groups.items(), key=lambda kv: -len(kv[1])):
             while writes and self.running < self.jobs:
                 chunk = writes[:BATCH_MAX_ITEMS]
@@ -189,24 +200,26 @@ class Batches:
     # ----------------------------------------------------------------- job threads
     def _job(self, writes: list[Write]) -> None:
         from ledgerstream.sinks.netsuite import CredentialsRefused
+        from ledgerstream.sinks.netsuite_client import NetSuiteAuthError
 
         try:
             self._run(writes)
-        except (InterruptedError, CredentialsRefused) as exc:  # stopping / credentials wrong
-            for write in writes:
-                if not write.settled:
-                    write.settled = True
-                    self.sink.fail(write.item, exc)
-        except Exception as exc:  # noqa: BLE001 - e.g. the job lost: upserts, safe to repeat
+        except Exception as exc:  # noqa: BLE001 - every write gets its outcome
             rest = [w for w in writes if not w.settled]
-            log.warning(
-                "batch of %d %s failed (%s): writing %d of them one by one",
-                len(writes),
-                writes[0].record_type,
-                exc,
-                len(rest),
-            )
-            self._one_by_one(rest)
+            if not isinstance(exc, InterruptedError | CredentialsRefused | NetSuiteAuthError):
+                # a job NetSuite accepted, whose fate is unknown: not written again here (the
+                # job could still run, after a newer version): dead-lettered with the reason,
+                # for a redrive once NetSuite shows what it holds
+                log.error(
+                    "batch of %d %s: %s; its %d unsettled records go to the dead-letter topic",
+                    len(writes),
+                    writes[0].record_type,
+                    exc,
+                    len(rest),
+                )
+            for write in rest:
+                write.settled = True
+                self.sink.fail(write.item, exc)  # stopping, credentials: as single writes
         finally:
             with self._lock:
                 self._finished.append(len(writes))
@@ -216,14 +229,20 @@ class Batches:
         record_type = writes[0].record_type
         key = str(uuid.uuid4())  # one per batch; its retries send it again
         items = [(w.external_id, w.body_json) for w in writes]
+        attempts = 0
+
+        def submit() -> str:
+            nonlocal attempts
+            attempts += 1
+            return client.batch_upsert(record_type, items, key, replace=writes[0].replace)
+
         try:
-            job = sink.retrying_call(
-                lambda: client.batch_upsert(record_type, items, key, replace=writes[0].replace),
-                record_type,
-                f"batch of {len(writes)} {record_type}",
-            )
+            job = sink.retrying_call(submit, record_type, f"batch of {len(writes)} {record_type}")
         except NetSuiteResponseError as exc:
-            # refused as a whole (e.g. one item makes the request invalid): each on its own
+            if attempts > 1:
+                raise  # an earlier attempt may have created the job: its fate is unknown
+            # refused as a whole (e.g. one item makes the request invalid), no job made: each
+            # record on its own
             log.warning(
                 "batch of %d %s refused (%s): writing them one by one",
                 len(writes),
@@ -232,36 +251,45 @@ class Batches:
             )
             self._one_by_one(writes)
             return
-        self.submitted += 1
+        with self._lock:
+            self.submitted += 1
         started = time.monotonic()
-        status = self._wait(job, record_type, len(writes))
-        took = time.monotonic() - started
-        pace = took / len(writes)
-        self.seconds_per_item = (
-            pace if self.seconds_per_item is None else 0.7 * self.seconds_per_item + 0.3 * pace
-        )
+        try:
+            status = self._wait(job, record_type, len(writes))
+        except NetSuiteResponseError as exc:
+            if exc.status != 404:
+                raise
+            # NetSuite does not know the job (it cannot run later): each record on its own
+            log.warning("%s: not found (%s): writing its records one by one", job, exc)
+            self._one_by_one(writes)
+            return
+        pace = (time.monotonic() - started) / len(writes)
         eids = [w.external_id for w in writes]
-        if status.failed:
-            # some items failed: what each one got (one read per item, for this batch only)
-            results: dict[str, Any] = sink.retrying_call(
-                lambda: client.job_results(job, eids), record_type, f"results of {job}"
-            )
-        else:
+        if status.succeeded:
             # all written: their internal ids in one SuiteQL lookup
-            results = sink.retrying_call(
+            results: dict[str, Any] = sink.retrying_call(
                 lambda: client.ids_by_external_id(record_type, eids),
                 record_type,
                 f"internal ids of {job}",
+            )
+        else:
+            # not all-clear: what each item got (one read per item, for this batch only)
+            results = sink.retrying_call(
+                lambda: client.job_results(job, eids), record_type, f"results of {job}"
             )
         again = []
         for write in writes:
             outcome = results.get(write.external_id)
             if isinstance(outcome, str):
-                self.items += 1
                 write.settled = True
                 sink.succeed(write.item, outcome, write.suspended)
-            else:  # refused (or, impossibly, not found): on its own, as a single write would
+            else:  # refused by NetSuite (the job ended): on its own, as a single write would
                 again.append(write)
+        with self._lock:
+            self.items += len(writes) - len(again)
+            self.seconds_per_item = (
+                pace if self.seconds_per_item is None else 0.7 * self.seconds_per_item + 0.3 * pace
+            )
         if again:
             log.info(
                 "%s: %d of %d %s items not written by the batch, writing them one by one",
@@ -273,24 +301,44 @@ class Batches:
             self._one_by_one(again)
 
     def _wait(self, job: str, record_type: str, n: int) -> Any:
-        """Poll the job until it is done (each poll with the sink's retries)."""
+        """Poll the job until it is done (each poll with the sink's retries). Once the sink is
+        stopping, polls go on for up to ``STOP_GRACE_S`` (then InterruptedError)."""
         sink = self.sink
         expected = n * (self.seconds_per_item or 0.0)
         wait = min(POLL_MAX_S, max(POLL_MIN_S, expected))
         then = max(POLL_MIN_S, expected / 10)
+        grace_until: float | None = None
         while True:
-            if sink.stopping.wait(wait):
-                raise InterruptedError("sink stopping")
-            status = sink.retrying_call(
-                lambda: sink.client.job_status(job), record_type, f"status of {job}"
-            )
-            if status.done:
+            if grace_until is None and sink.stopping.wait(wait):
+                grace_until = time.monotonic() + STOP_GRACE_S
+                log.info("stopping: waiting up to %.0f s for %s to end", STOP_GRACE_S, job)
+            elif grace_until is not None:
+                if time.monotonic() >= grace_until:
+                    raise InterruptedError(f"sink stopping; {job} not ended")
+                time.sleep(min(wait, grace_until - time.monotonic()))
+            status = self._status(job, record_type, draining=grace_until is not None)
+            if status is not None and status.done:
                 return status
             wait, then = min(POLL_MAX_S, then), then * 1.5
 
+    def _status(self, job: str, record_type: str, draining: bool) -> Any:
+        """The job's status; while the sink is stopping, one try (None when it failed)."""
+        sink = self.sink
+        if not draining:
+            return sink.retrying_call(
+                lambda: sink.client.job_status(job), record_type, f"status of {job}"
+            )
+        try:
+            return sink.call(lambda: sink.client.job_status(job), record_type)
+        except (InterruptedError, NetSuiteResponseError, requests.RequestException) as exc:
+            if isinstance(exc, NetSuiteResponseError) and exc.status == 404:
+                raise
+            return None
+
     def _one_by_one(self, writes: list[Write]) -> None:
         """Back to the sink's single writes (each hands over its outcome in any case)."""
-        self.fallbacks += len(writes)
+        with self._lock:
+            self.fallbacks += len(writes)
         for write in writes:
             write.settled = True
             self.sink.submit_single(write)

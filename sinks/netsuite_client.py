@@ -107,6 +107,12 @@ class JobStatus:
     def failed(self) -> bool:
         return self.progress.lower() in ("failed", "finishedwitherrors")
 
+    @property
+    def succeeded(self) -> bool:
+        """Done, and every item written: Oracle's pages show "succeeded" for such a job; any
+        other word (documented or not) is not taken as all-clear."""
+        return self.completed and self.progress.lower() == "succeeded"
+
 
 class NetSuiteAuthError(Exception):
     """The credentials are refused (not a transient condition): stop, do not retry."""
@@ -266,16 +272,21 @@ class NetSuiteClient:
         blanks ignored), or None."""
         literal = value.strip().lower().replace("'", "''")
         query = f"SELECT id FROM {record_type} WHERE LOWER(TRIM({field})) = '{literal}' ORDER BY id"
+        items = self._suiteql(query, limit=1).get("items", [])
+        return str(items[0]["id"]) if items else None
+
+    def _suiteql(self, query: str, limit: int, offset: int = 0) -> dict[str, Any]:
+        """One page of a SuiteQL query's rows (``POST …/query/v1/suiteql``)."""
         resp = self.session.post(
             f"{self.root}{SUITEQL_PATH}",
-            params={"limit": 1},
+            params={"limit": limit, **({"offset": offset} if offset else {})},
             json={"q": query},
             headers={"Prefer": "transient"},
             timeout=self.timeout,
         )
         self._check(resp)
-        items = resp.json().get("items", [])
-        return str(items[0]["id"]) if items else None
+        page: dict[str, Any] = resp.json()
+        return page
 
     def ids_by_external_id(self, record_type: str, external_ids: Sequence[str]) -> dict[str, str]:
         """SuiteQL: the internal ids of the records of ``record_type`` NetSuite holds under
@@ -298,15 +309,7 @@ class NetSuiteClient:
         found: dict[str, str] = {}
         offset = 0
         while True:
-            resp = self.session.post(
-                f"{self.root}{SUITEQL_PATH}",
-                params={"limit": 1000, **({"offset": offset} if offset else {})},
-                json={"q": query},
-                headers={"Prefer": "transient"},
-                timeout=self.timeout,
-            )
-            self._check(resp)
-            page = resp.json()
+            page = self._suiteql(query, limit=1000, offset=offset)
             items = page.get("items", [])
             for row in items:
                 found[str(row["externalid"])] = str(row["id"])

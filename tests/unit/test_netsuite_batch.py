@@ -3,12 +3,14 @@ sink are stand-ins that record what they are given)."""
 
 from __future__ import annotations
 
+import threading
 from types import SimpleNamespace
 from typing import Any
 
 from ledgerstream.commands import Command
 from ledgerstream.sinks.netsuite import Pending
 from ledgerstream.sinks.netsuite_batch import Batches, Write
+from ledgerstream.sinks.netsuite_client import JobStatus, NetSuiteResponseError
 
 
 class Sink(SimpleNamespace):
@@ -110,3 +112,107 @@ def test_revoked_partitions_lose_their_unsubmitted_writes() -> None:
     b.add(theirs)
     assert b.drop({("t", 3)}) == [theirs]
     assert b.held == 1
+
+
+# ------------------------------------------------------------------ a job's outcomes
+class Transient(Exception):
+    pass
+
+
+class JobSink(Sink):
+    """Runs requests at once; a ``Transient`` is retried, as the sink's retries would."""
+
+    def __init__(self, client: Any) -> None:
+        super().__init__()
+        self.client, self.stopping = client, threading.Event()
+        self.outcomes: list[tuple[str, Any]] = []
+
+    def retrying_call(self, request: Any, record_type: str, what: str) -> Any:
+        while True:
+            try:
+                return request()
+            except Transient:
+                continue
+
+    def call(self, request: Any, record_type: str) -> Any:
+        return request()
+
+    def succeed(self, item: Pending, internal_id: str, suspended: Any) -> None:
+        self.outcomes.append((item.cmd.external_id, internal_id))
+
+    def fail(self, item: Pending, exc: BaseException) -> None:
+        self.outcomes.append((item.cmd.external_id, exc))
+
+
+class Client:
+    def __init__(self, progress: str = "succeeded", submit: list[Any] | None = None) -> None:
+        self.progress, self.submits = progress, submit or []
+        self.status_error: Exception | None = None
+        self.calls: list[str] = []
+
+    def batch_upsert(self, record_type: str, items: Any, key: str, replace: Any) -> str:
+        self.calls.append("submit")
+        if self.submits:
+            raise self.submits.pop(0)
+        return "job/1"
+
+    def job_status(self, job: str) -> JobStatus:
+        self.calls.append("status")
+        if self.status_error is not None:
+            raise self.status_error
+        return JobStatus(job, "1", self.progress, completed=True)
+
+    def ids_by_external_id(self, record_type: str, eids: list[str]) -> dict[str, str]:
+        self.calls.append("lookup")
+        return {eid: str(100 + i) for i, eid in enumerate(eids)}
+
+    def job_results(self, job: str, eids: list[str]) -> dict[str, Any]:
+        self.calls.append("results")
+        refused = NetSuiteResponseError(400, "Bad Request", [{"detail": "no"}])
+        return {eid: refused if eid == "in_1" else "7" for eid in eids}
+
+
+def run_job(client: Client) -> tuple[JobSink, list[Write]]:
+    sink = JobSink(client)
+    b = Batches(sink, "batch", 1)  # type: ignore[arg-type]
+    b.pool.shutdown()
+    writes = [write("invoice", f"in_{i}") for i in range(3)]
+    b._job(writes)
+    assert all(w.settled for w in writes)
+    return sink, writes
+
+
+def test_a_job_that_succeeded_gives_every_record_its_id_from_one_lookup() -> None:
+    sink, _ = run_job(Client())
+    assert sink.outcomes == [("in_0", "100"), ("in_1", "101"), ("in_2", "102")]
+    assert sink.client.calls == ["submit", "status", "lookup"]
+
+
+def test_a_job_not_all_clear_reads_each_result_and_writes_a_refused_one_again_alone() -> None:
+    for progress in ("failed", "finishedWithErrors", "something undocumented"):
+        sink, writes = run_job(Client(progress=progress))
+        assert sink.outcomes == [("in_0", "7"), ("in_2", "7")]
+        assert sink.singles == [writes[1]]  # its 400 comes from the single write: dead letter
+
+
+def test_a_batch_refused_at_once_is_written_one_by_one_an_ambiguous_refusal_is_dead_lettered() -> (
+    None
+):
+    refused = NetSuiteResponseError(400, "Bad Request", [])
+    sink, writes = run_job(Client(submit=[refused]))
+    assert sink.singles == writes and sink.outcomes == []  # no job was made
+    sink, writes = run_job(Client(submit=[Transient(), refused]))  # the first try may have
+    assert sink.singles == [] and [o[1] for o in sink.outcomes] == [refused] * 3  # made one
+
+
+def test_a_job_netsuite_does_not_know_is_written_one_by_one_an_unreadable_one_dead_lettered() -> (
+    None
+):
+    client = Client()
+    client.status_error = NetSuiteResponseError(404, "Not Found", [])
+    sink, writes = run_job(client)
+    assert sink.singles == writes and sink.outcomes == []
+    client = Client()
+    client.status_error = NetSuiteResponseError(403, "Forbidden", [])
+    sink, writes = run_job(client)  # it may still run: not written again, dead-lettered
+    assert sink.singles == [] and [o[1] for o in sink.outcomes] == [client.status_error] * 3
