@@ -244,7 +244,10 @@ class NetSuiteSink(Stage):
         self.limiter = AdaptiveLimiter(
             ns.netsuite_concurrency, auth_failures=self.cfg.sink_auth_failures
         )
-        self.pool = ThreadPoolExecutor(ns.netsuite_concurrency, thread_name_prefix="netsuite")
+        # two writer threads per request slot: a write waiting out its backoff (after a 429, a
+        # failure) holds a thread and must not leave a slot idle; the limiter bounds the
+        # requests open, and once the credentials are judged wrong no thread sends another
+        self.pool = ThreadPoolExecutor(2 * ns.netsuite_concurrency, thread_name_prefix="netsuite")
         self.singles_open = 0  # single writes submitted to the pool and not finished
         self._singles_lock = threading.Lock()
         self.batches = Batches(self, ns.netsuite_write_mode, ns.netsuite_batch_jobs)
@@ -268,7 +271,8 @@ class NetSuiteSink(Stage):
         self._requests_lock = threading.Lock()
         self._verify_lock = threading.Lock()
         self._verified, self._verified_at = False, -1e9
-        self._refused = False  # the credentials were judged wrong: the sink is stopping
+        # why the credentials were judged wrong (the sink is stopping), None while they are not
+        self._refusal: str | None = None
         self.last_sweep = self.last_follow = self.last_report = time.monotonic()
         self.last_gauges = 0.0
         self._waiting_kinds: set[str] = set()  # record types reported waiting once
@@ -727,8 +731,8 @@ class NetSuiteSink(Stage):
     def call(self, request: Any, record_type: str) -> Any:
         """One NetSuite request inside a limiter slot, feeding the limiter what it answered."""
         with self.limiter.slot(self.stopping):
-            if self._refused:  # judged wrong: no thread sends another request with them
-                raise CredentialsRefused(BAD_CREDENTIALS)
+            if self._refusal is not None:  # judged wrong: no thread sends another with them
+                raise CredentialsRefused(self._refusal)
             with self._requests_lock:
                 self.requests += 1
             started = time.monotonic()
@@ -736,6 +740,9 @@ class NetSuiteSink(Stage):
             try:
                 result = request()
                 outcome = "ok"
+            except NetSuiteAuthError as exc:  # the token endpoint refused the client assertion
+                self._refusal = str(exc)
+                raise
             except NetSuiteResponseError as exc:
                 outcome = str(exc.status)
                 if exc.status == 429:
@@ -776,7 +783,8 @@ class NetSuiteSink(Stage):
                 self.limiter.succeeded()
                 log.warning("a run of 401s from NetSuite, but the credentials work: a burst")
             self._verified, self._verified_at = verdict, time.monotonic()
-            self._refused = not verdict
+            if not verdict:
+                self._refusal = BAD_CREDENTIALS
             return verdict
 
     def _check_credentials(self) -> bool:

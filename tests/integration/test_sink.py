@@ -458,6 +458,7 @@ def test_wrong_secret_stops_the_sink_with_a_clear_error_not_a_retry_storm(
     assert "0" * 64 not in log and "PRIVATE KEY" not in log  # no secret in the log
     stats = pipe.emulator_stats()
     attempts = stats["requests"].get("PUT 401", 0) + stats["requests"].get("token 401", 0)
+    print("refused:", stats["requests"])
     assert 1 <= attempts <= 10, stats  # stopped after a few, not a storm
     assert pipe.records("customer") == []
 
