@@ -80,12 +80,7 @@ def main() -> None:
     sent: dict[str, float] = {}
     try:
         pipeline.start_all()
-        # every consumer has its partitions before the clock starts (else the first samples
-        # measure the start-up: faust's recovery, the groups' first rebalance)
-        pipeline.wait_http(f"http://127.0.0.1:{pipeline.worker_port}/readyz", "processor", 120)
-        for name in ("router", "payouts", "sink", "metadata"):
-            url = f"http://127.0.0.1:{pipeline.metrics_ports[name]}/readyz"
-            pipeline.wait_http(url, name, 120)
+        pipeline.wait_consumers_ready(120)  # before the clock starts
         behind = 0.0
         with requests.Session() as http:
             t0 = time.time()

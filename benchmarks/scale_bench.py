@@ -364,10 +364,7 @@ def main() -> None:
     sampler: RssSampler | None = None
     try:
         pipeline.start_all()
-        pipeline.wait_http(f"http://127.0.0.1:{pipeline.worker_port}/readyz", "processor", 180)
-        for name in ("router", "payouts", "sink", "metadata"):
-            url = f"http://127.0.0.1:{pipeline.metrics_ports[name]}/readyz"
-            pipeline.wait_http(url, name, 180)
+        pipeline.wait_consumers_ready(180)
         order = ("webhook", "router", "payouts", "processor", "sink", "metadata", "emulator")
         pids = {name: pipeline.procs[name].pid for name in order}
         pids["bench"] = os.getpid()  # senders, Stripe double, the history (not a component)

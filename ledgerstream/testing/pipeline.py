@@ -212,6 +212,14 @@ class Pipeline:
         self.wait_http(f"http://127.0.0.1:{self.webhook_port}/readyz", "webhook")
         self.wait_http(f"{self.emulator_url}/_emulator/records", "emulator")
 
+    def wait_consumers_ready(self, timeout: float = 120) -> None:
+        """Every consumer of ``start_all`` has its partitions (its ``/readyz`` answers): a
+        measurement started now does not measure faust's recovery or the first rebalances."""
+        self.wait_http(f"http://127.0.0.1:{self.worker_port}/readyz", "processor", timeout)
+        for name in ("router", "payouts", "sink", "metadata"):
+            url = f"http://127.0.0.1:{self.metrics_ports[name]}/readyz"
+            self.wait_http(url, name, timeout)
+
     def wait_http(self, url: str, name: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

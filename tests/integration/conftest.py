@@ -43,6 +43,14 @@ def pipeline(tmp_path: Path) -> collections.abc.Iterator[Pipeline]:
 
 
 @pytest.fixture
+def emulator(pipeline: Pipeline) -> Pipeline:
+    """The NetSuite emulator alone, started and answering."""
+    pipeline.start("emulator", "emulator", "netsuite")
+    pipeline.wait_http(f"{pipeline.emulator_url}/_emulator/records", "emulator")
+    return pipeline
+
+
+@pytest.fixture
 def pipe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> collections.abc.Iterator[Pipeline]:
     """A fresh pipeline whose topics exist, with this process's Kafka clients on its prefix."""
     pipeline = Pipeline(tmp_path / "run", extra_env=dict(ACCOUNTING_ENV))

@@ -11,13 +11,11 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from ledgerstream.settings import NetSuiteSettings
 from ledgerstream.sinks.netsuite_client import (
     COLLECTION_CONTENT_TYPE,
     JobStatus,
@@ -25,38 +23,16 @@ from ledgerstream.sinks.netsuite_client import (
     NetSuiteResponseError,
 )
 from ledgerstream.testing.pipeline import Pipeline
+from tests.integration.test_netsuite_emulator import behave, client_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("local_stack")]
 
 JOB_URL = re.compile(r"^http://127\.0\.0\.1:\d+/services/rest/async/v1/job/\d+$")
 
 
-def client_for(pipeline: Pipeline, **override: Any) -> NetSuiteClient:
-    values: dict[str, Any] = {}
-    for key, value in pipeline.netsuite.items():
-        name = key.removeprefix("LEDGER_").lower()
-        if name.endswith("_file"):
-            name, value = name.removesuffix("_file"), Path(value).read_text()
-        values[name] = value
-    values.update(override)
-    return NetSuiteClient(NetSuiteSettings(netsuite_base_url=pipeline.emulator_url, **values))
-
-
-def behave(pipeline: Pipeline, **changes: Any) -> None:
-    resp = requests.post(f"{pipeline.emulator_url}/_emulator/behaviour", json=changes, timeout=5)
-    resp.raise_for_status()
-
-
 def async_stats(pipeline: Pipeline) -> dict[str, Any]:
     stats: dict[str, Any] = pipeline.emulator_stats()["async"]
     return stats
-
-
-@pytest.fixture
-def emulator(pipeline: Pipeline) -> Pipeline:
-    pipeline.start("emulator", "emulator", "netsuite")
-    pipeline.wait_http(f"{pipeline.emulator_url}/_emulator/records", "emulator")
-    return pipeline
 
 
 def customers(prefix: str, n: int) -> list[tuple[str, str]]:

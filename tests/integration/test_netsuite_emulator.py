@@ -39,19 +39,13 @@ def client_for(pipeline: Pipeline, **override: Any) -> NetSuiteClient:
 
 
 def behave(pipeline: Pipeline, **changes: Any) -> None:
-    requests.post(f"{pipeline.emulator_url}/_emulator/behaviour", json=changes, timeout=5)
+    resp = requests.post(f"{pipeline.emulator_url}/_emulator/behaviour", json=changes, timeout=5)
+    resp.raise_for_status()
 
 
 def other_private_key() -> str:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     return key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode()
-
-
-@pytest.fixture
-def emulator(pipeline: Pipeline) -> Pipeline:
-    pipeline.start("emulator", "emulator", "netsuite")
-    pipeline.wait_http(f"{pipeline.emulator_url}/_emulator/records", "emulator")
-    return pipeline
 
 
 CUSTOMER = '{"companyName":"Acme","subsidiary":{"id":"1"}}'
