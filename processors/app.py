@@ -175,7 +175,7 @@ class Processor:
             topic_allow_declare=True,
             consumer_auto_offset_reset="earliest",
             producer_acks=-1,
-            # each input record gives about 6 writes (commands, status records, table
+            # each input record gives about 4 writes (commands, status records, table
             # changes) and aiokafka keeps one produce request in flight per broker: with
             # faust's defaults (no linger, 16 KiB batches) a partition's batch filled while
             # the previous request was out, and the agent waited; bigger batches gathered
@@ -270,10 +270,18 @@ class Processor:
                 command_id=cmd.command_id,
                 **(_deposit_status(cmd) if cmd.record_type == "deposit" else {}),
             )
+        # "booked" is reported for the record read, and for what stopped waiting; not again for
+        # each object this record booked anew (a customer's invoices and charges, a payout's
+        # deposit): their status already says booked, from their own arrival or their end of
+        # waiting. Those repeats were a third of the processor's messages to the status topic
+        # (processor_bench, 100 customers: 7,548 status records for 3,268 input records, now
+        # about 5,000), each one a write acknowledged before the commit.
+        booked = {own} if own else set()
         for oid in outcome.ready:
             if waiting.get(oid) is not None:
                 waiting.pop(oid)
-        for oid in {*outcome.ready, *([own] if own else [])} - set(outcome.waiting):
+                booked.add(oid)
+        for oid in booked - set(outcome.waiting):
             await self._status(oid, "processed", state="booked")
         for oid, reason in outcome.waiting.items():
             current = waiting.get(oid)

@@ -9,6 +9,7 @@ the middle, with two workers — and the last command per NetSuite record on
 from __future__ import annotations
 
 import collections
+import json
 import os
 import random
 import shutil
@@ -21,10 +22,11 @@ import pytest
 import requests
 from confluent_kafka import Producer
 
-from ledgerstream import settings, topics
+from ledgerstream import settings, status, topics
 from ledgerstream.accounting.book import book_history
 from ledgerstream.avro import Serde
 from ledgerstream.commands import Command
+from ledgerstream.kafka_util import read_latest
 from ledgerstream.stripe_records import key_for
 from ledgerstream.testing.generator import History, Scenario, generate
 from ledgerstream.testing.pipeline import Pipeline, free_port
@@ -143,6 +145,16 @@ def test_in_order_and_shuffled_with_duplicates_give_the_reference_commands(
             produce(order)
             pipeline.start("processor", "processor", "worker")
             assert final_commands(pipeline) == reference, label
+            # every object read ends "booked" on the status topic, also those that waited for
+            # a partner first (reported when they stop waiting, not with each rebooking)
+            states = {
+                raw.decode().split(status.SEP)[0]: json.loads(value)["state"]
+                for raw, (_, value) in read_latest(status.topic()).items()
+                if raw.endswith(b"|processed") and value is not None
+            }
+            ids = {rec["id"] for topic, rec in order if topic in INPUT_TOPICS}
+            assert ids <= states.keys(), (label, sorted(ids - states.keys())[:5])
+            assert {i: s for i, s in states.items() if i in ids and s != "booked"} == {}, label
         finally:
             pipeline.stop()
             settings.kafka.cache_clear()

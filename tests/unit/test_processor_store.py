@@ -107,3 +107,26 @@ def test_a_rebalance_collects_garbage_only_when_it_drops_a_database(tmp_path: Pa
         rows.data.revoke_partitions(rows, {TP(changelog, 1)})
         assert collect.call_count == 1
     assert 1 not in rows.data._dbs
+
+
+def test_rows_written_before_orjson_read_the_same_and_keys_keep_their_bytes(
+    tmp_path: Path,
+) -> None:
+    """faust codes table rows with orjson (the ``faust-streaming[orjson]`` extra) where it
+    used simplejson. Changelogs and RocksDB written by earlier versions must stay readable: a
+    key is the JSON string of a Stripe id or of a key made from them, and must be the same
+    bytes as before, or its row would not be found; a value written by simplejson (spaces,
+    non-ASCII escaped) must read back as the same row."""
+    import faust.utils.json
+    import simplejson
+
+    assert faust.utils.json.orjson is not None  # the extra is installed and faust uses it
+    rows = table(tmp_path)
+    serializers = rows.app.serializers
+    for key in ("cus_Q1x9", "in_1Pz/2", "invoice/in_1Pz", "po_1/txn_9", "cm_balpay_in_7"):
+        assert serializers.dumps_key(str, key, serializer="json") == simplejson.dumps(key).encode()
+    old = simplejson.dumps(ROW).encode()  # simplejson's defaults: ", " and ": ", \u escapes
+    assert b"\\u00e9" in old
+    assert serializers.loads_value(None, old, serializer="json") == ROW
+    new = serializers.dumps_value(None, ROW, serializer="json")
+    assert simplejson.loads(new) == ROW  # and what is written now reads back the same
