@@ -33,6 +33,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
+import json
 import sys
 from pathlib import Path
 from typing import Any, cast
@@ -107,7 +108,8 @@ class _BudgetOptions(faust_rocksdb.RocksDBOptions):
 
 
 class _Store(faust_rocksdb.Store):
-    """faust's RocksDB store, without a full garbage collection when nothing is revoked.
+    """faust's RocksDB store, without a full garbage collection when nothing is revoked, and
+    with a shorter way to code the tables' rows.
 
     faust's ``revoke_partitions`` ends with ``gc.collect()`` (so that the databases it drops
     are closed), called for every table at every rebalance, also when the table loses no
@@ -119,6 +121,45 @@ class _Store(faust_rocksdb.Store):
         topics = table.changelog_topic.topics
         if any(tp.topic in topics and tp.partition in self._dbs for tp in tps):
             super().revoke_partitions(table, tps)
+
+    # Rows: faust codes a key or value through its serializer registry, a codec lookup and
+    # its json codec, which ends in simplejson called with a faust JSONEncoder subclass, and
+    # simplejson encodes through its pure-Python encoder when given one. The ledger's tables
+    # read and write several rows per record: in processor_bench those layers took about 12 %
+    # of a worker's CPU. For the tables' own case (a str key; a dict or list value; the json
+    # serializer, no model type) the standard library's C encoder and decoder are called
+    # here, with faust's separators: keys and values get the same bytes as faust's (both
+    # escape the same way, non-ASCII included), so rows written before are found and read
+    # alike. Anything else, a value the standard encoder refuses, and a value
+    # holding faust's model marker go faust's way. (orjson, faust's optional codec, did the
+    # same but added about 35 MiB to a worker's resident size.)
+    # tests/unit/test_processor_store.py compares both ways.
+
+    def _encode_key(self, key: Any) -> bytes:
+        if type(key) is str and self.key_serializer == "json":
+            return json.dumps(key).encode()
+        return cast(bytes, super()._encode_key(key))
+
+    def _encode_value(self, value: Any) -> bytes | None:
+        if type(value) in (dict, list) and self._plain_json_values():
+            try:
+                return json.dumps(value, separators=(",", ":")).encode()
+            except (TypeError, ValueError):  # a type only faust's encoder knows
+                pass
+        return cast(bytes | None, super()._encode_value(value))
+
+    def _decode_value(self, value: bytes | None) -> Any:
+        if value is not None and self._plain_json_values():
+            row = json.loads(value)
+            if not (isinstance(row, dict) and _MODEL_MARKER in row):
+                return row
+        return super()._decode_value(value)
+
+    def _plain_json_values(self) -> bool:
+        return self.value_serializer == "json" and self.value_type is None
+
+
+_MODEL_MARKER = "__faust"  # faust's key for a serialized model (faust.models.base)
 
 
 class Table(faust.Table):
@@ -139,23 +180,29 @@ class Table(faust.Table):
         return store
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        """faust's assignment (changelog message, then the RocksDB write) with the value
-        encoded once. faust encoded it twice, the same way (the table's value serializer):
-        for RocksDB, and again for the changelog message when its queue sends it. Here the
-        changelog gets those same bytes (``raw``: sent as they are), so both hold the same
-        bytes as before."""
+        """faust's assignment (changelog message, then the RocksDB write) with the key and
+        value encoded once. faust encoded each twice, the same way (the table's serializers):
+        for RocksDB, and again for the changelog message. Here the changelog gets those same
+        bytes (``raw``: sent as they are), so both hold the same bytes as before."""
         data = self.data
         if not isinstance(data, _Store):
             super().__setitem__(key, value)
             return
         encoded = data._encode_value(value)
-        # Table.on_key_set, with the encoded value
-        fut = self.send_changelog(self.partition_for_key(key), key, encoded, value_serializer="raw")
+        key_bytes = data._encode_key(key)
+        # Table.on_key_set, with the encoded key and value
+        fut = self.send_changelog(
+            self.partition_for_key(key),
+            key_bytes,
+            encoded,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
         partition = fut.message.partition
         assert partition is not None
         self._maybe_set_key_ttl(key, partition)
         self._sensor_on_set(self, key, value)
-        data._set(data._encode_key(key), encoded)
+        data._set(key_bytes, encoded)
 
     def get(self, key: Any, default: Any = None) -> Any:
         """One store lookup. faust's ``get`` (``Mapping.get`` over ``__getitem__``) looked a
