@@ -5,7 +5,9 @@ topic, keyed ``<stripe id>|<stage>[|<detail>]``, as it goes (through the produce
 acknowledgements it already waits for before committing):
 
 - the router: ``event|<event id>`` for each event of the object it routed (type, time, topic);
-- the processor: ``processed`` (booked, or waiting and on what, since when) and
+- the processor: ``processed`` (booked, or waiting and on what, since when; written when one
+  of the object's own records is read and when it stops waiting, not each time another
+  record books it again) and
   ``sent|<command key>`` for each NetSuite command it sent for the object;
 - the NetSuite sink: ``written|<command key>`` (record type, internal id) or
   ``failed|<command key>`` (why; a later write of it removes the failure);
