@@ -99,14 +99,7 @@ def start(pipeline: Pipeline, command: list[str], label: str) -> subprocess.Pope
     return proc
 
 
-def run_worker(command: list[str], data: list, label: str) -> tuple[float, int, Pipeline]:
-    elapsed, rss, _, pipeline = run_worker_cpu(command, data, label)
-    return elapsed, rss, pipeline
-
-
-def run_worker_cpu(
-    command: list[str], data: list, label: str
-) -> tuple[float, int, float, Pipeline]:
+def run_worker(command: list[str], data: list, label: str) -> tuple[float, int, float, Pipeline]:
     """Seconds until caught up, resident KiB and CPU seconds of the worker at that moment."""
     elapsed, procs, pipeline = run_workers([command], data, label)
     rss = int(Path(f"/proc/{procs[0].pid}/status").read_text().split("VmRSS:")[1].split()[0])
@@ -225,7 +218,7 @@ def admin() -> AdminClient:
 
 def table_rows(customers: int) -> dict[str, list[tuple[bytes, bytes]]]:
     """Per table, its live rows (key, value bytes) after a worker processed a real history."""
-    elapsed, _, pipeline = run_worker(WORKER, feed(customers), "shapes")
+    elapsed, _, _, pipeline = run_worker(WORKER, feed(customers), "shapes")
     pipeline.stop()
     prefix, suffix = app_id(pipeline) + "-", "-changelog"
     names = [t for t in admin().list_topics(timeout=10).topics if t.startswith(prefix)]
@@ -445,7 +438,7 @@ def main() -> None:
         for round_no in range(1, args.rounds + 1):
             results, cpu = {}, {}
             for label, command in (("passthrough", passthrough), ("processor", worker)):
-                elapsed, rss, cpu[label], pipeline = run_worker_cpu(command, data, label)
+                elapsed, rss, cpu[label], pipeline = run_worker(command, data, label)
                 finish(pipeline)
                 results[label] = len(data) / elapsed
                 print(
@@ -470,7 +463,7 @@ def main() -> None:
             scale_out(data, args.scale, args.scale_partitions)
         for count in [int(c) for c in args.memory.split(",") if c]:
             data = feed(count)
-            elapsed, rss, pipeline = run_worker(worker, data, f"memory-{count}")
+            elapsed, rss, _, pipeline = run_worker(worker, data, f"memory-{count}")
             finish(pipeline)
             print(
                 f"memory: {count} customers, {len(data)} records ({len(data) / elapsed:.0f}/s)"
