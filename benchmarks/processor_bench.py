@@ -15,6 +15,10 @@ with N distinct keys (copies of those rows under new ids, spread over every part
 real worker starts and recovers them into RocksDB, then processes a small live history; the
 worker's ``/ledger/memory/`` page then gives its resident size and Python-heap figures.
 
+Memory over one long history (``--timeline N``): one worker reads a history of N customers
+(10,000 give about 265,000 records), and every ``--every`` seconds the benchmark prints the
+records its group committed beside the worker's ``/ledger/memory/`` figures.
+
 Scale-out (``--scale N``): N rounds of one processor worker, then two workers of one consumer
 group, on the same records (input topics with ``--scale-partitions``, default 4, so that two
 workers can share them evenly); records/s as above, the two-worker / one-worker ratio of each
@@ -24,6 +28,7 @@ run (from /proc: on a small machine the broker and the workers share the cores).
     .venv/bin/python -m benchmarks.processor_bench [--customers 400] [--memory 2000,8000]
     .venv/bin/python -m benchmarks.processor_bench --rounds 0 --scale 2
     .venv/bin/python -m benchmarks.processor_bench --keys 0,100000,1000000 [--defaults]
+    .venv/bin/python -m benchmarks.processor_bench --timeline 10000 [--every 30]
 """
 
 from __future__ import annotations
@@ -47,7 +52,13 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from ledgerstream import settings, stack
 from ledgerstream.testing.generator import Scenario, generate
 from ledgerstream.testing.pipeline import Pipeline, free_port
-from tests.integration.helpers import ACCOUNTING_ENV, consume_all, wait_caught_up
+from tests.integration.helpers import (
+    ACCOUNTING_ENV,
+    committed,
+    consume_all,
+    end_offsets,
+    wait_caught_up,
+)
 from tests.integration.test_processors import INPUT_TOPICS, produce
 from tests.unit.test_ledger import records
 
@@ -403,6 +414,53 @@ def memory_by_keys(counts: list[int], live_customers: int, defaults: bool) -> No
         print("  " + json.dumps(r), flush=True)
 
 
+# ------------------------------------------------------------------------- memory over a run
+def memory_timeline(customers: int, every_s: float) -> None:
+    """One worker through one long history: every ``every_s`` seconds, the records its group
+    has committed and its memory page (resident size and peak, glibc heap, Python heap blocks,
+    RocksDB cache and write buffers). Shows whether the resident size levels off as the keys
+    grow, which a run through the whole pipeline (scale_bench) is too short to show."""
+    data = feed(customers)
+    pipeline = new_pipeline("timeline")
+    try:
+        produce(data)
+        inputs = [pipeline.prefix + t for t in INPUT_TOPICS]
+        total = sum(sum(end_offsets(topic).values()) for topic in inputs)
+        print(f"timeline: {customers} customers, {total} input records, every {every_s:.0f} s")
+        print(
+            f"{'s':>6} {'records':>8} {'RSS':>8} {'peak':>8} {'malloc used':>12} "
+            f"{'malloc free':>12} {'py blocks':>10} {'cache':>8} {'memtables':>10}",
+            flush=True,
+        )
+        t0 = time.perf_counter()
+        start(pipeline, WORKER, "processor")
+        done = 0
+        while done < total:
+            time.sleep(every_s)
+            pipeline.check_alive()
+            done = sum(
+                max(0, offset)
+                for topic in inputs
+                for offset in committed(app_id(pipeline), topic).values()
+            )
+            try:
+                page = memory_page(pipeline)
+            except requests.RequestException:  # not serving yet (start-up)
+                continue
+            print(
+                f"{time.perf_counter() - t0:>6.0f} {done:>8} "
+                f"{page['rss_bytes'] / MIB:>4.0f} MiB {page['rss_peak_bytes'] / MIB:>4.0f} MiB "
+                f"{page.get('malloc_in_use_bytes', 0) / MIB:>8.0f} MiB "
+                f"{page.get('malloc_free_kept_bytes', 0) / MIB:>8.0f} MiB "
+                f"{page['python_allocated_blocks']:>10} "
+                f"{page.get('cache_usage_bytes', 0) / MIB:>4.0f} MiB "
+                f"{page.get('write_buffer_usage_bytes', 0) / MIB:>6.0f} MiB",
+                flush=True,
+            )
+    finally:
+        finish(pipeline)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--customers", type=int, default=400)
@@ -411,6 +469,13 @@ def main() -> None:
     parser.add_argument(
         "--keys", default="", help="comma-separated key counts: only the memory-by-keys runs"
     )
+    parser.add_argument(
+        "--timeline",
+        type=int,
+        default=0,
+        help="customers of one long history: only the memory-over-a-run sampling",
+    )
+    parser.add_argument("--every", type=float, default=30, help="--timeline's sampling, s")
     parser.add_argument("--live-customers", type=int, default=20, help="history after recovery")
     parser.add_argument(
         "--scale", type=int, default=0, help="rounds of one vs two processor workers in a group"
@@ -424,6 +489,9 @@ def main() -> None:
     args = parser.parse_args()
     started = stack.up(echo=lambda line: None)
     try:
+        if args.timeline:
+            memory_timeline(args.timeline, args.every)
+            return
         if args.keys:
             counts = [int(c) for c in args.keys.split(",") if c]
             memory_by_keys(counts, args.live_customers, args.defaults)
