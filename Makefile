@@ -33,9 +33,11 @@ bench: install ## print benchmark figures (docs/benchmarks.md): webhook, backfil
 	$(BIN)/python -m benchmarks.backfill_bench
 	$(BIN)/python -m benchmarks.processor_bench --memory 1000,4000
 	$(BIN)/python -m benchmarks.processor_bench --rounds 0 --scale 2 --customers 400
+	$(BIN)/python -m benchmarks.processor_bench --timeline 10000
 	$(BIN)/python -m benchmarks.sink_bench --customers 60 --modes single,batch,auto
 	$(BIN)/python -m benchmarks.sink_bench --customers 60 --latency-sigma 0.5
 	$(BIN)/python -m benchmarks.sink_bench --customers 60 --errors 429=0.05
+	$(BIN)/python -m benchmarks.sink_index_bench
 	$(BIN)/python -m benchmarks.e2e_bench
 	$(BIN)/python -m benchmarks.scale_bench
 	$(BIN)/python scripts/generator_bench.py

@@ -9,6 +9,7 @@ always gives the same command and duplicates can be recognised anywhere downstre
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -56,7 +57,7 @@ def find_refs(body: Any) -> list[tuple[str, str]]:
     return found
 
 
-def resolve_refs(body: Any, internal_ids: dict[tuple[str, str], str]) -> Any:
+def resolve_refs(body: Any, internal_ids: Mapping[tuple[str, str], str]) -> Any:
     """Replace each ``$ref`` by ``"id": …``; KeyError names the first unresolved one."""
     if isinstance(body, dict):
         pair = _target(body)

@@ -549,6 +549,18 @@ class SinkSettings(_Base):
         description="consecutive 401s (no success between) taken as wrong credentials and not as "
         "NetSuite's spurious 401s under load; before the first success, 5 are enough",
     )
+    sink_data_dir: str = Field(
+        default_factory=lambda: str(platformdirs.user_data_path(APP) / "sink"),
+        description="where the back-reference index is kept on disk while the sink runs (one "
+        "directory per sink, rebuilt from netsuite.backrefs at each start); default "
+        "$XDG_DATA_HOME/ledgerstream/sink (~/.local/share/ledgerstream/sink)",
+    )
+    sink_index_cache_mb: int = Field(
+        16,
+        ge=4,
+        description="memory of the back-reference index (RocksDB block cache, memtables "
+        "included), whatever the number of NetSuite records",
+    )
 
 
 class MetadataSettings(_Base):

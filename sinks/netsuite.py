@@ -63,6 +63,7 @@ from ledgerstream.avro import Serde
 from ledgerstream.bootstrap import Bootstrap
 from ledgerstream.commands import Command, canonical_json, resolve_refs, sublists
 from ledgerstream.kafka_util import end_offset, read_latest, where
+from ledgerstream.sinks.index_store import DiskIds
 from ledgerstream.sinks.limiter import AdaptiveLimiter
 from ledgerstream.sinks.netsuite_batch import Batches, Write
 from ledgerstream.sinks.netsuite_client import (
@@ -123,8 +124,9 @@ BAD_CREDENTIALS = (
 class BackrefIndex:
     """(record type, externalId) → NetSuite internal id, from the compacted back-reference topic."""
 
-    def __init__(self) -> None:
-        self.ids: dict[tuple[str, str], str] = {}
+    def __init__(self, cfg: settings.SinkSettings) -> None:
+        # on disk, within a fixed memory budget: as a dict it grew by about 240 B per record
+        self.ids = DiskIds(cfg.sink_data_dir, cfg.sink_index_cache_mb)
         self.topic = topics.name(topics.NETSUITE_BACKREFS)
         self.serde = Serde(self.topic, topics.NETSUITE_BACKREFS.schema or "")
         self.consumer = Consumer(
@@ -178,6 +180,7 @@ class BackrefIndex:
 
     def close(self) -> None:
         self.consumer.close()
+        self.ids.close()
 
 
 def read_compacted(topic: str, serde: Serde) -> dict[bytes, Any]:
@@ -240,7 +243,7 @@ class NetSuiteSink(Stage):
         self.suspended_serde = Serde(self.suspended_topic, topics.NETSUITE_SUSPENDED.schema or "")
         self.group_id = self.cfg.sink_group_id
         self.batch_size = 500
-        self.index = BackrefIndex()
+        self.index = BackrefIndex(self.cfg)
         self.limiter = AdaptiveLimiter(
             ns.netsuite_concurrency, auth_failures=self.cfg.sink_auth_failures
         )
