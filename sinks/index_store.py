@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
 PREFIX = "backrefs-"
+_NEW = ".new-backrefs-"  # a directory being made, not yet locked
 _SEP = "\x00"  # neither a record type nor an externalId holds it
 
 
@@ -56,7 +57,7 @@ def remove_abandoned(data_dir: Path) -> int:
                 fcntl.flock(owner, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             continue  # a running sink's
-        except OSError:  # no owner file: killed while creating it
+        except OSError:  # unreadable: nobody can use it
             pass
         shutil.rmtree(directory, ignore_errors=True)
         removed += 1
@@ -72,9 +73,13 @@ class DiskIds(MutableMapping[tuple[str, str], str]):
         removed = remove_abandoned(root)
         if removed:
             log.info("deleted %d back-reference index director(ies) left by stopped sinks", removed)
-        self.path = Path(tempfile.mkdtemp(prefix=PREFIX, dir=root))
-        self._owner: IO[bytes] | None = open(self.path / "owner", "a+b")  # noqa: SIM115
+        # locked before it takes its name: another sink starting at the same moment would
+        # otherwise find it unlocked and delete it as left behind
+        new = Path(tempfile.mkdtemp(prefix=_NEW, dir=root))
+        self._owner: IO[bytes] | None = open(new / "owner", "a+b")  # noqa: SIM115
         fcntl.flock(self._owner, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self.path = root / (PREFIX + new.name.removeprefix(_NEW))
+        new.rename(self.path)
         cache = rocksdict.Cache(cache_mb * MIB)
         opts = rocksdict.Options(raw_mode=True)
         opts.create_if_missing(True)

@@ -73,6 +73,9 @@ def test_a_killed_sinks_directory_is_deleted_by_the_next_sink(tmp_path: Path) ->
     assert killed.returncode == -9, killed.stderr
     left = Path(killed.stdout.strip())
     assert left.exists()
+    # a directory another sink is making this moment (not locked yet, not named yet) stays
+    making = tmp_path / ".new-backrefs-making"
+    making.mkdir()
     # a directory whose lock is held (a running sink) stays
     running = tmp_path / f"{PREFIX}running"
     running.mkdir()
@@ -82,6 +85,7 @@ def test_a_killed_sinks_directory_is_deleted_by_the_next_sink(tmp_path: Path) ->
         try:
             assert not left.exists()
             assert running.exists()
+            assert making.exists()
             assert remove_abandoned(tmp_path) == 0  # ours and the running one: both held
         finally:
             ids.close()
