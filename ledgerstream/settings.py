@@ -558,8 +558,9 @@ class SinkSettings(_Base):
     sink_index_cache_mb: int = Field(
         16,
         ge=4,
-        description="memory of the back-reference index (RocksDB block cache, memtables "
-        "included), whatever the number of NetSuite records",
+        description="the back-reference index's RocksDB block cache (memtables, index and "
+        "filter blocks charged to it): its memory follows this, not the number of NetSuite "
+        "records",
     )
 
 
