@@ -129,10 +129,16 @@ class DiskIds(MutableMapping[tuple[str, str], str]):
         return self.db.get(_key(ref)) is not None
 
     def __setitem__(self, ref: tuple[str, str], internal_id: str) -> None:
+        self.add(ref, internal_id)
+
+    def add(self, ref: tuple[str, str], internal_id: str) -> bool:
+        """Set ``ref``; True when it was not there before (one read, for the count)."""
         key = _key(ref)
-        if self.db.get(key) is None:
+        new = self.db.get(key) is None
+        if new:
             self._count += 1
         self.db.put(key, internal_id.encode())
+        return new
 
     def __delitem__(self, ref: tuple[str, str]) -> None:
         key = _key(ref)

@@ -174,9 +174,8 @@ class BackrefIndex:
             log.warning("back-reference at %s unreadable, ignored: %s", where(msg), exc)
             return None
         key = (ref["record_type"], ref["external_id"])
-        known = key in self.ids
-        self.ids[key] = ref["internal_id"]
-        return None if known else key
+        added = self.ids.add(key, ref["internal_id"])  # one lookup: a read then a write
+        return key if added else None
 
     def close(self) -> None:
         self.consumer.close()
@@ -554,7 +553,8 @@ class NetSuiteSink(Stage):
     ) -> None:
         self.blocked.discard(key)
         resolved = resolve_refs(body, self.index.ids)
-        refs = {d: self.index.ids[d] for d in item.cmd.depends_on if d in self.index.ids}
+        ids = self.index.ids
+        refs = {d: i for d in item.cmd.depends_on if (i := ids.get(d)) is not None}
         self.in_flight[key] = item
         write = Write(item, canonical_json(resolved), sublists(resolved), suspended, refs)
         if self.batches.takes(write, self.singles_open):

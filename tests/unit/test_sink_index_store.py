@@ -18,7 +18,9 @@ def test_it_maps_references_to_internal_ids_as_a_dict_does(tmp_path: Path) -> No
     try:
         ids[("invoice", "in_1")] = "101"
         ids[("customerPayment", "ch_1")] = "102"
-        ids[("invoice", "in_1")] = "103"  # a record written again under a new id
+        assert ids.add(("invoice", "in_1"), "103") is False  # written again under a new id
+        assert ids.add(("invoice", "in_3"), "104") is True
+        del ids[("invoice", "in_3")]
         assert ids[("invoice", "in_1")] == "103"
         assert ("invoice", "in_1") in ids
         assert ("invoice", "in_2") not in ids
